@@ -1,0 +1,246 @@
+"""Typed configuration: `mlops.yaml` parsed once, validated at start-up.
+
+Every section is a pydantic model with `extra="forbid"`, so a misspelled key fails with its
+dotted name instead of being silently ignored. Paths are resolved against the config file's
+folder and must exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import PipelineError
+
+DEFAULT_CONFIG = "mlops.yaml"
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(Strict):
+    """One column of the data contract."""
+
+    type: Literal["int", "float", "string", "category", "bool"]
+    nullable: bool = False
+    max_null_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | None = None
+    unique: bool = False
+    feature: bool = True
+
+
+class DataConfig(Strict):
+    path: Path
+    reference: Path | None = None
+    target: str
+    id_column: str | None = None
+    positive_class: str | None = None
+    test_size: float = Field(default=0.25, gt=0.0, lt=1.0)
+
+
+class DriftConfig(Strict):
+    psi_threshold: float = 0.2
+    p_value: float = 0.01
+    bins: int = Field(default=10, ge=2)
+    on_drift: Literal["warn", "fail"] = "warn"
+
+
+class ValidateConfig(Strict):
+    min_rows: int = Field(default=1, ge=1)
+    extra_columns: Literal["warn", "fail"] = "fail"
+    max_duplicate_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    columns: dict[str, ColumnSpec]
+    drift: DriftConfig = DriftConfig()
+
+
+class TrainConfig(Strict):
+    estimator: str
+    params: dict[str, Any] = {}
+
+
+class Gate(Strict):
+    """A quality gate as data: `metric` must be above/below `threshold`."""
+
+    metric: str
+    threshold: float
+    direction: Literal["higher", "lower"] = "higher"
+
+
+class SliceGate(Strict):
+    column: str
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    min_rows: int = 5
+
+
+class FairnessConfig(Strict):
+    column: str
+    metric: Literal["demographic_parity_difference"] = "demographic_parity_difference"
+    max: float = Field(ge=0.0, le=1.0)
+
+
+class ChampionConfig(Strict):
+    metric: str
+    direction: Literal["higher", "lower"] = "higher"
+    tolerance: float = Field(default=0.0, ge=0.0)
+    path: Path | None = None
+
+
+class InvarianceTest(Strict):
+    """Changing `column` to each of `values` must not move the prediction by more than `max_change`."""
+
+    name: str
+    column: str
+    values: list[Any]
+    max_change: float = 0.0
+
+
+class DirectionalTest(Strict):
+    """Adding `delta` to numeric `column` must move the score in `expect` direction."""
+
+    name: str
+    column: str
+    delta: float
+    expect: Literal["increase", "decrease"]
+    min_rate: float = Field(default=0.9, ge=0.0, le=1.0)
+
+
+class MinimumTest(Strict):
+    """A known case the model must get right."""
+
+    name: str
+    row: dict[str, Any]
+    expect: Any
+    tolerance: float = 0.0
+
+
+class BehaviourConfig(Strict):
+    invariance: list[InvarianceTest] = []
+    directional: list[DirectionalTest] = []
+    minimum: list[MinimumTest] = []
+
+
+class EvaluateConfig(Strict):
+    gates: list[Gate] = []
+    slices: list[SliceGate] = []
+    fairness: FairnessConfig | None = None
+    champion: ChampionConfig | None = None
+    behaviour: BehaviourConfig = BehaviourConfig()
+
+
+class PromoteConfig(Strict):
+    registered_model: str | None = None
+
+
+class Config(Strict):
+    project: str
+    task: Literal["classification", "regression"]
+    seed: int = 42
+    data: DataConfig
+    validate_: ValidateConfig = Field(alias="validate")
+    train: TrainConfig
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
+    root: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("project")
+    @classmethod
+    def _project_name(cls, value: str) -> str:
+        if not value or not all(c.isalnum() or c in "-_." for c in value):
+            raise ValueError("use letters, digits, '-', '_' or '.' only")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        columns = self.validate_.columns
+        if self.data.target not in columns:
+            raise ValueError(f"data.target {self.data.target!r} is not declared in validate.columns")
+        if self.data.id_column and self.data.id_column not in columns:
+            raise ValueError(f"data.id_column {self.data.id_column!r} is not declared in validate.columns")
+        if self.task == "classification" and self.data.positive_class is None:
+            allowed = columns[self.data.target].allowed
+            if not allowed or len(allowed) != 2:
+                raise ValueError("data.positive_class is required unless the target allows exactly two classes")
+        return self
+
+    @property
+    def validate(self) -> ValidateConfig:  # type: ignore[override]
+        return self.validate_
+
+    @property
+    def registered_model(self) -> str:
+        return self.promote.registered_model or self.project
+
+    @property
+    def positive_class(self) -> str | None:
+        if self.task != "classification":
+            return None
+        return self.data.positive_class or (self.validate_.columns[self.data.target].allowed or [None])[-1]
+
+    @property
+    def feature_columns(self) -> list[str]:
+        skip = {self.data.target, self.data.id_column}
+        return [name for name, spec in self.validate_.columns.items() if name not in skip and spec.feature]
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The raw dict of one section, used for cache keys."""
+        dumped = self.model_dump(mode="json", by_alias=True)
+        return {"task": dumped["task"], "seed": dumped["seed"], "data": dumped["data"], name: dumped.get(name)}
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key (misspelled?)"
+        elif kind == "missing":
+            message = "required key is missing"
+        else:
+            message = err["msg"]
+            if "input" in err and kind not in ("value_error",):
+                message += f" (got {err['input']!r})"
+        lines.append(f"{path}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
+    """Read and validate the config; raise PipelineError naming the bad key or file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{path}: expected a mapping of sections at the top level")
+    root = path.resolve().parent
+    try:
+        config = Config.model_validate({**raw, "root": root})
+    except ValidationError as exc:
+        raise PipelineError(_format_error(path, exc)) from None
+    _check_files(path, config)
+    return config
+
+
+def _check_files(path: Path, config: Config) -> None:
+    checks = {"data.path": config.data.path, "data.reference": config.data.reference}
+    for key, value in checks.items():
+        if value is not None and not (config.root / value).is_file():
+            raise PipelineError(f"{path}: {key}: file not found: {value}")
+
+
+def resolve(config: Config, relative: Path) -> Path:
+    """A config path made absolute against the config file's folder."""
+    return relative if relative.is_absolute() else config.root / relative

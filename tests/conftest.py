@@ -1,0 +1,36 @@
+"""Shared fixtures. Engine-backed tests call `need_engine`, which skips with the reason on a
+laptop that lacks the engine, and fails instead when MLOPS_REQUIRE_ENGINES=1 (set by .ci/run)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def need_engine(available: bool, reason: str) -> None:
+    """Skip (laptop) or fail (CI) when a real engine such as Docker or act is missing."""
+    if available:
+        return
+    if os.environ.get("MLOPS_REQUIRE_ENGINES") == "1":
+        pytest.fail(f"required engine missing (MLOPS_REQUIRE_ENGINES=1): {reason}")
+    pytest.skip(reason)
+
+
+def need_binary(name: str) -> str:
+    path = shutil.which(name)
+    need_engine(path is not None, f"{name} is not installed")
+    return path or name
+
+
+@pytest.fixture()
+def repo_copy(tmp_path: Path) -> Path:
+    """A copy of the template (config, data, code) in a temp folder, with fresh state."""
+    dest = tmp_path / "repo"
+    ignore = shutil.ignore_patterns(".git", ".venv", ".mlops", "outputs", "__pycache__", "*.egg-info", ".pytest_cache")
+    shutil.copytree(REPO, dest, ignore=ignore)
+    return dest
