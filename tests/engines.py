@@ -1,0 +1,201 @@
+"""Start the real engines tests need: Docker engine, local registry, swarm, Prometheus, base image.
+
+Why: the proofs run against the real thing, not mocks. Every `ensure_*` is idempotent (a running
+engine is reused, a second call costs one probe) and raises EngineUnavailable with the reason when
+the engine cannot be had, so a test turns that into skip (laptop) or failure (CI) with
+`tests.conftest.need_engine`. Usable outside pytest too: `python -m tests.engines` starts them all.
+
+Engines are started in their own session (setsid) so they outlive the test process and the next
+test run reuses them; logs and state live under ENGINE_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENGINE_DIR = Path(os.environ.get("MLOPS_ENGINE_DIR", "/tmp/mlops-engines"))
+DOCKER_SOCK = Path("/var/run/docker.sock")
+REGISTRY = os.environ.get("MLOPS_REGISTRY", "127.0.0.1:5000")
+BASE_IMAGE = os.environ.get("MLOPS_BASE_IMAGE", "local/python-base:3.11")
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine is not installed or did not start; the message says which and where to look."""
+
+
+def _run(*cmd: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def _spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a daemon detached from this process group (survives pytest, reused next run)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log, "ab")  # noqa: SIM115 - handed to the child, closed with it
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait(probe, timeout: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.3)
+    hint = f"; see {log}" if log else ""
+    raise EngineUnavailable(f"{what} did not become ready within {timeout:.0f}s{hint}")
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when GET url answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local URLs only
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- Docker engine -------------------------------------------------------------------------------
+
+def docker_running() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return _run("docker", "info", "--format", "{{.ServerVersion}}", timeout=10).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def ensure_docker(timeout: float = 60) -> None:
+    """Start dockerd in the background when no engine answers (no systemd here)."""
+    if docker_running():
+        return
+    if not shutil.which("dockerd") or not shutil.which("docker"):
+        raise EngineUnavailable("docker engine not installed (apt-get install docker.io)")
+    if os.geteuid() != 0:
+        raise EngineUnavailable("docker engine is not running and starting dockerd needs root")
+    log = ENGINE_DIR / "dockerd.log"
+    _spawn(["dockerd"], log)
+    _wait(docker_running, timeout, "dockerd", log)
+
+
+# --- Local registry --------------------------------------------------------------------------------
+
+def registry_running(addr: str = REGISTRY) -> bool:
+    return http_ok(f"http://{addr}/v2/")
+
+
+def ensure_registry(addr: str = REGISTRY, timeout: float = 30) -> str:
+    """Debian's docker-registry on addr (filesystem storage, deletes enabled); returns addr."""
+    if registry_running(addr):
+        return addr
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    if not binary:
+        raise EngineUnavailable("docker-registry not installed (apt-get install docker-registry)")
+    state = ENGINE_DIR / "registry"
+    state.mkdir(parents=True, exist_ok=True)
+    config = state / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {state / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '{addr}'}}\n",
+        encoding="utf-8",
+    )
+    _spawn([binary, "serve", str(config)], state / "registry.log")
+    _wait(lambda: registry_running(addr), timeout, "docker-registry", state / "registry.log")
+    return addr
+
+
+# --- Swarm -------------------------------------------------------------------------------------------
+
+def ensure_swarm() -> None:
+    """A single-node swarm on loopback (for `docker stack deploy`)."""
+    ensure_docker()
+    state = _run("docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
+    if state == "active":
+        return
+    result = _run("docker", "swarm", "init", "--advertise-addr", "127.0.0.1", timeout=60)
+    if result.returncode != 0:
+        raise EngineUnavailable(f"docker swarm init failed: {result.stderr.strip()}")
+
+
+# --- Base image -------------------------------------------------------------------------------------
+
+def image_exists(ref: str) -> bool:
+    return _run("docker", "image", "inspect", ref, timeout=30).returncode == 0
+
+
+def ensure_base_image(tag: str = BASE_IMAGE) -> str:
+    """The air-gapped base (infra/base-image.sh, debootstrap + docker import), built once and reused."""
+    ensure_docker()
+    if image_exists(tag):
+        return tag
+    if not shutil.which("debootstrap"):
+        raise EngineUnavailable(f"{tag} missing and debootstrap not installed (apt-get install debootstrap)")
+    log = ENGINE_DIR / "base-image.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        code = subprocess.call(["bash", str(REPO / "infra" / "base-image.sh"), tag], stdout=out, stderr=subprocess.STDOUT, timeout=900)
+    if code != 0 or not image_exists(tag):
+        raise EngineUnavailable(f"building {tag} failed; see {log}")
+    return tag
+
+
+# --- Prometheus ---------------------------------------------------------------------------------------
+
+def start_prometheus(targets: list[str], port: int | None = None, interval: str = "1s") -> tuple[subprocess.Popen[bytes], str]:
+    """A Prometheus scraping `targets` (host:port) at /metrics; returns (process, base URL).
+
+    Not shared: each caller gets its own config and data dir; stop it with `proc.terminate()`.
+    """
+    binary = shutil.which("prometheus")
+    if not binary:
+        raise EngineUnavailable("prometheus not installed (apt-get install prometheus)")
+    port = port or free_port()
+    state = ENGINE_DIR / f"prometheus-{port}"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    config = state / "prometheus.yml"
+    config.write_text(json.dumps({
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [{"job_name": "serving", "static_configs": [{"targets": targets}]}],
+    }), encoding="utf-8")
+    log = state / "prometheus.log"
+    proc = _spawn([binary, f"--config.file={config}", f"--storage.tsdb.path={state / 'data'}",
+                   f"--web.listen-address=127.0.0.1:{port}"], log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: http_ok(f"{url}/-/ready"), 30, "prometheus", log)
+    except EngineUnavailable:
+        proc.terminate()
+        raise
+    return proc, url
+
+
+def ensure_all() -> None:
+    """Everything the serving engine tests use, in dependency order."""
+    ensure_docker()
+    ensure_registry()
+    ensure_swarm()
+    ensure_base_image()
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    ensure_all()
+    print(f"docker, registry {REGISTRY}, swarm, {BASE_IMAGE}: ready in {time.monotonic() - started:.1f}s")
