@@ -1,0 +1,51 @@
+"""The estimators `train.estimator` may name in mlops.yaml, per task.
+
+FORK: register your own estimator here (any scikit-learn compatible class); its parameters come
+from `train.params`. Classifiers must implement predict_proba.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from pipeline.errors import PipelineError
+
+ESTIMATORS: dict[str, dict[str, Callable[..., BaseEstimator]]] = {  # FORK: add yours
+    "random_forest": {"classification": RandomForestClassifier, "regression": RandomForestRegressor},
+    "hist_gradient_boosting": {
+        "classification": HistGradientBoostingClassifier,
+        "regression": HistGradientBoostingRegressor,
+    },
+    "linear": {"classification": LogisticRegression, "regression": Ridge},
+}
+
+SEEDED = ("random_state",)
+
+
+def build_estimator(task: str, name: str, params: dict[str, Any], seed: int) -> BaseEstimator:
+    """Instantiate `name` for `task`; unknown names or parameters fail naming the key."""
+    if name not in ESTIMATORS:
+        raise PipelineError(f"train.estimator: unknown estimator {name!r}; known: {', '.join(sorted(ESTIMATORS))}")
+    factory = ESTIMATORS[name].get(task)
+    if factory is None:
+        raise PipelineError(f"train.estimator: {name!r} does not support task {task!r}")
+    try:
+        estimator = factory(**params)
+    except TypeError as exc:
+        raise PipelineError(f"train.params: {exc}") from None
+    accepted = estimator.get_params()
+    for key in SEEDED:
+        if key in accepted and key not in params:
+            estimator.set_params(**{key: seed})
+    if "n_jobs" in accepted and "n_jobs" not in params:
+        estimator.set_params(n_jobs=-1)
+    return estimator

@@ -1,0 +1,73 @@
+"""Behavioural model tests declared in mlops.yaml: invariance, directional, minimum functionality.
+
+Each test perturbs rows of the evaluation data (or builds one known row) and checks how the
+model's score moves. The score is the positive-class probability for classification and the
+prediction for regression.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config, DirectionalTest, InvarianceTest, MinimumTest
+from pipeline.metrics import positive_scores
+
+
+def model_score(config: Config, model: Any, features: pd.DataFrame) -> np.ndarray:
+    if config.task == "classification":
+        return positive_scores(model, features, str(config.positive_class))
+    return np.asarray(model.predict(features), dtype=float)
+
+
+def invariance(config: Config, model: Any, features: pd.DataFrame, test: InvarianceTest) -> dict[str, Any]:
+    """The score may not move by more than `max_change` when only `test.column` changes."""
+    baseline = model_score(config, model, features)
+    worst = 0.0
+    for value in test.values:
+        changed = features.copy()
+        changed[test.column] = pd.Series([value] * len(changed), index=changed.index, dtype=features[test.column].dtype)
+        worst = max(worst, float(np.max(np.abs(model_score(config, model, changed) - baseline), initial=0.0)))
+    passed = worst <= test.max_change
+    return _result("invariance", test.name, passed, f"largest change {worst:.3f} (allowed {test.max_change:.3f})")
+
+
+def directional(config: Config, model: Any, features: pd.DataFrame, test: DirectionalTest) -> dict[str, Any]:
+    """Adding `delta` to a numeric column must move the score the expected way in most rows."""
+    baseline = model_score(config, model, features)
+    changed = features.copy()
+    changed[test.column] = changed[test.column] + test.delta
+    moved = model_score(config, model, changed) - baseline
+    agree = moved >= 0 if test.expect == "increase" else moved <= 0
+    rate = float(np.mean(agree)) if len(agree) else 0.0
+    passed = rate >= test.min_rate
+    return _result("directional", test.name, passed, f"{rate:.0%} of rows moved as expected (need {test.min_rate:.0%})")
+
+
+def minimum(config: Config, model: Any, columns: list[str], dtypes: pd.Series, test: MinimumTest) -> dict[str, Any]:
+    """A hand-written case the model must get right."""
+    row = pd.DataFrame([{c: test.row.get(c, np.nan) for c in columns}])
+    row = row.astype({c: dtypes[c] for c in columns}, errors="ignore")
+    predicted = model.predict(row)[0]
+    if config.task == "classification":
+        passed = str(predicted) == str(test.expect)
+        detail = f"predicted {predicted!r}, expected {test.expect!r}"
+    else:
+        passed = abs(float(predicted) - float(test.expect)) <= test.tolerance
+        detail = f"predicted {float(predicted):.4g}, expected {test.expect} ± {test.tolerance}"
+    return _result("minimum", test.name, passed, detail)
+
+
+def run_behaviour(config: Config, model: Any, features: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every behavioural test of the config, in declaration order."""
+    spec = config.evaluate.behaviour
+    results = [invariance(config, model, features, t) for t in spec.invariance]
+    results += [directional(config, model, features, t) for t in spec.directional]
+    results += [minimum(config, model, list(features.columns), features.dtypes, t) for t in spec.minimum]
+    return results
+
+
+def _result(kind: str, name: str, passed: bool, detail: str) -> dict[str, Any]:
+    return {"kind": kind, "name": name, "passed": bool(passed), "detail": detail}

@@ -1,0 +1,138 @@
+"""The model tests: quality gates, slices, fairness, behaviour, and the champion comparison.
+
+Pure: a fitted challenger, an optional champion and the evaluation split in; a JSON-ready
+result out, with `passed` per check and a `failures` list naming each failed check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+from pipeline.behaviour import run_behaviour
+from pipeline.config import Config
+from pipeline.metrics import is_better_or_equal, score
+from pipeline.train import features_and_target
+
+
+def gates(config: Config, metrics: dict[str, float]) -> list[dict[str, Any]]:
+    results = []
+    for gate in config.evaluate.gates:
+        value = metrics.get(gate.metric)
+        passed = value is not None and is_better_or_equal(value, gate.threshold, gate.direction)
+        results.append({**gate.model_dump(), "value": value, "passed": bool(passed)})
+    return results
+
+
+def slices(config: Config, model: Any, features: pd.DataFrame, target: pd.Series) -> list[dict[str, Any]]:
+    """The metric per value of each slice column, against its floor (or ceiling)."""
+    results = []
+    for spec in config.evaluate.slices:
+        for value, index in features.groupby(spec.column, observed=True, dropna=False).groups.items():
+            rows = len(index)
+            entry: dict[str, Any] = {"column": spec.column, "value": str(value), "rows": rows, "metric": spec.metric}
+            if rows < spec.min_rows:
+                results.append({**entry, "value_metric": None, "passed": True, "note": f"fewer than {spec.min_rows} rows"})
+                continue
+            metric = score(config.task, model, features.loc[index], target.loc[index], config.positive_class).get(spec.metric)
+            passed = metric is not None and (spec.min is None or metric >= spec.min) and (spec.max is None or metric <= spec.max)
+            results.append({**entry, "value_metric": metric, "min": spec.min, "max": spec.max, "passed": bool(passed)})
+    return results
+
+
+def fairness(config: Config, model: Any, features: pd.DataFrame) -> dict[str, Any] | None:
+    """Demographic parity difference: the spread of positive-prediction rates across groups."""
+    spec = config.evaluate.fairness
+    if spec is None:
+        return None
+    if config.task != "classification":
+        return {"column": spec.column, "metric": spec.metric, "passed": True, "note": "classification only; skipped"}
+    positive = pd.Series(np.asarray(model.predict(features)).astype(str) == str(config.positive_class), index=features.index)
+    rates = positive.groupby(features[spec.column].astype(str)).mean()
+    gap = float(rates.max() - rates.min()) if len(rates) else 0.0
+    return {
+        "column": spec.column,
+        "metric": spec.metric,
+        "value": gap,
+        "max": spec.max,
+        "rates": {str(k): float(v) for k, v in rates.items()},
+        "passed": gap <= spec.max,
+    }
+
+
+def compare(config: Config, challenger: dict[str, float], champion: dict[str, float] | None, source: str | None) -> dict[str, Any]:
+    """Challenger against champion on the same data; passes when there is no champion."""
+    spec = config.evaluate.champion
+    if spec is None:
+        return {"source": None, "passed": True, "note": "no champion comparison configured"}
+    if champion is None:
+        return {"source": None, "metric": spec.metric, "passed": True, "note": "no champion found: comparison passes"}
+    new, old = challenger.get(spec.metric), champion.get(spec.metric)
+    if new is None or old is None:
+        return {"source": source, "metric": spec.metric, "passed": False, "note": f"metric {spec.metric!r} unavailable"}
+    delta = new - old
+    regression = -delta if spec.direction == "higher" else delta
+    return {
+        "source": source,
+        "metric": spec.metric,
+        "challenger": new,
+        "champion": old,
+        "delta": delta,
+        "tolerance": spec.tolerance,
+        "passed": regression <= spec.tolerance + 1e-12,
+    }
+
+
+def error_summary(config: Config, model: Any, features: pd.DataFrame, target: pd.Series) -> dict[str, Any]:
+    """Confusion matrix (classification) or residual summary (regression)."""
+    predicted = model.predict(features)
+    if config.task == "classification":
+        labels = [str(c) for c in model.classes_]
+        matrix = confusion_matrix(target.astype(str), np.asarray(predicted).astype(str), labels=labels)
+        return {"confusion_matrix": {"labels": labels, "matrix": matrix.tolist()}}
+    residuals = target.to_numpy(dtype=float) - np.asarray(predicted, dtype=float)
+    quantiles = np.quantile(residuals, [0.05, 0.25, 0.5, 0.75, 0.95]).tolist() if len(residuals) else []
+    return {"residuals": {"mean": float(np.mean(residuals)), "std": float(np.std(residuals)), "quantiles": dict(zip(["p5", "p25", "p50", "p75", "p95"], quantiles))}}
+
+
+def evaluate(config: Config, model: Any, test: pd.DataFrame, champion: Any = None, champion_source: str | None = None) -> dict[str, Any]:
+    """Run every model test on the evaluation split."""
+    features, target = features_and_target(config, test)
+    metrics = score(config.task, model, features, target, config.positive_class)
+    champion_metrics = score(config.task, champion, features, target, config.positive_class) if champion is not None else None
+    result: dict[str, Any] = {
+        "rows": len(test),
+        "metrics": metrics,
+        "champion_metrics": champion_metrics,
+        "gates": gates(config, metrics),
+        "slices": slices(config, model, features, target),
+        "fairness": fairness(config, model, features),
+        "behaviour": run_behaviour(config, model, features),
+        "champion": compare(config, metrics, champion_metrics, champion_source),
+        **error_summary(config, model, features, target),
+    }
+    result["failures"] = failures(result)
+    result["passed"] = not result["failures"]
+    return result
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    """One line per failed check, naming it."""
+    lines = [f"gate {g['metric']}: {_fmt(g['value'])} is not {'≥' if g['direction'] == 'higher' else '≤'} {g['threshold']}" for g in result["gates"] if not g["passed"]]
+    lines += [f"slice {s['column']}={s['value']}: {s['metric']} {_fmt(s['value_metric'])} outside [{s.get('min')}, {s.get('max')}]" for s in result["slices"] if not s["passed"]]
+    fair = result["fairness"]
+    if fair and not fair["passed"]:
+        lines.append(f"fairness {fair['column']}: {fair['metric']} {_fmt(fair['value'])} > {fair['max']}")
+    lines += [f"behaviour {b['kind']} '{b['name']}': {b['detail']}" for b in result["behaviour"] if not b["passed"]]
+    champ = result["champion"]
+    if not champ["passed"]:
+        detail = champ.get("note") or f"{_fmt(champ['challenger'])} vs champion {_fmt(champ['champion'])} (tolerance {champ['tolerance']})"
+        lines.append(f"champion {champ['metric']}: challenger regresses: {detail}")
+    return lines
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

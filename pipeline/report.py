@@ -1,0 +1,208 @@
+"""The peer-review report: one Markdown document for the PR comment and the job summary, plus a
+JSON summary. The verdict comes first; long sections fold; a hidden marker line lets CML find
+and edit the same comment on every re-run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.charts import mermaid_metrics, mermaid_slices, png_plots
+from pipeline.config import Config
+from pipeline.metrics import CLASSIFICATION, LOWER_IS_BETTER, REGRESSION
+
+MARKER = "<!-- mlops-report -->"
+PASS, FAIL, SKIP = "✅", "❌", "➖"
+
+
+def consistent(loaded: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
+    """Drop outputs that belong to another run (stale files must never reach a verdict)."""
+    validate, train, evaluate = loaded.get("validate"), loaded.get("train"), loaded.get("evaluate")
+    if validate is None or not validate.get("passed") or (train and train.get("data_hash") != validate.get("data_hash")):
+        train = None
+    if train is None or (evaluate and evaluate.get("run_id") != train.get("run_id")):
+        evaluate = None
+    return {"validate": validate, "train": train, "evaluate": evaluate}
+
+
+def verdict(loaded: dict[str, dict[str, Any] | None]) -> tuple[str, str]:
+    """('pass' | 'fail' | 'incomplete', headline)."""
+    validate, train, evaluate = loaded["validate"], loaded["train"], loaded["evaluate"]
+    if validate is None:
+        return "incomplete", "Data validation did not run"
+    if not validate.get("passed"):
+        return "fail", f"Data validation failed ({len(validate.get('problems', []))} problem(s)); the model was not trained"
+    if train is None:
+        return "incomplete", "Training did not run"
+    if evaluate is None:
+        return "incomplete", "Model tests did not run"
+    if not evaluate.get("passed"):
+        return "fail", f"Model tests failed ({len(evaluate.get('failures', []))} failing check(s))"
+    return "pass", "Every data check and model test passed"
+
+
+def build_report(config: Config, loaded: dict[str, dict[str, Any] | None], plots_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Markdown and JSON summary from the step outputs that exist and belong together."""
+    loaded = consistent(loaded)
+    status, headline = verdict(loaded)
+    icon = {"pass": PASS, "fail": FAIL}.get(status, SKIP)
+    validate, train, evaluate = loaded["validate"], loaded["train"], loaded["evaluate"]
+    parts = [MARKER, f"## {icon} {config.project}: {headline}", ""]
+    if evaluate and evaluate.get("failures"):
+        parts += ["**Failing checks**", ""] + [f"- {FAIL} {line}" for line in evaluate["failures"]] + [""]
+    if validate and validate.get("problems"):
+        parts += ["**Data problems**", ""] + [f"- {FAIL} {_problem(p)}" for p in validate["problems"]] + [""]
+    if evaluate:
+        parts += metrics_section(config, evaluate)
+        parts += checks_section(evaluate)
+    if validate:
+        parts += validation_section(validate)
+    if evaluate:
+        parts += slices_section(evaluate) + behaviour_section(evaluate) + errors_section(evaluate)
+    parts += lineage_section(config, train)
+    plots = png_plots(evaluate, plots_dir) if evaluate else []
+    if plots:
+        parts += [f"<sub>PNG plots written as files: {', '.join(p.name for p in plots)}</sub>", ""]
+    summary = {
+        "verdict": status,
+        "headline": headline,
+        "project": config.project,
+        "task": config.task,
+        "metrics": evaluate["metrics"] if evaluate else None,
+        "champion": evaluate["champion"] if evaluate else None,
+        "failures": (evaluate or {}).get("failures", []) + [_problem(p) for p in (validate or {}).get("problems", [])],
+        "run_id": train["run_id"] if train else None,
+        "plots": [p.name for p in plots],
+    }
+    return "\n".join(parts).rstrip() + "\n", summary
+
+
+def metrics_section(config: Config, evaluate: dict[str, Any]) -> list[str]:
+    names = list(CLASSIFICATION if config.task == "classification" else REGRESSION)
+    metrics, champion = evaluate["metrics"], evaluate.get("champion_metrics")
+    gates = {g["metric"]: g for g in evaluate.get("gates", [])}
+    rows = ["### Metrics", "", "| metric | challenger | champion | Δ | gate |", "|---|---:|---:|---:|:---|"]
+    for name in names:
+        if name not in metrics:
+            continue
+        value = metrics[name]
+        old = champion.get(name) if champion else None
+        delta = "" if old is None else _delta(value - old, name)
+        gate = gates.get(name)
+        mark = "" if gate is None else f"{PASS if gate['passed'] else FAIL} {'≥' if gate['direction'] == 'higher' else '≤'} {gate['threshold']}"
+        rows.append(f"| {name} | {value:.4f} | {'' if old is None else f'{old:.4f}'} | {delta} | {mark} |")
+    chart = mermaid_metrics(metrics, champion, names)
+    return rows + ["", chart, ""] if chart else rows + [""]
+
+
+def checks_section(evaluate: dict[str, Any]) -> list[str]:
+    champ = evaluate["champion"]
+    lines = ["### Model tests", "", "| check | result | detail |", "|---|:---:|---|"]
+    if champ.get("champion") is not None:
+        detail = f"{champ['metric']} {champ['challenger']:.4f} vs {champ['champion']:.4f} (Δ {champ['delta']:+.4f}, tolerance {champ['tolerance']}) from `{champ['source']}`"
+    else:
+        detail = champ.get("note", "")
+    lines.append(f"| champion comparison | {_mark(champ['passed'])} | {detail} |")
+    gates = evaluate.get("gates", [])
+    lines.append(f"| quality gates | {_mark(all(g['passed'] for g in gates))} | {sum(g['passed'] for g in gates)}/{len(gates)} passed |")
+    fair = evaluate.get("fairness")
+    if fair:
+        value = fair.get("value")
+        detail = fair.get("note") or f"{fair['metric']} on `{fair['column']}` = {value:.3f} (max {fair['max']})"
+        lines.append(f"| fairness | {_mark(fair['passed'])} | {detail} |")
+    behaviour = evaluate.get("behaviour", [])
+    lines.append(f"| behavioural tests | {_mark(all(b['passed'] for b in behaviour))} | {sum(b['passed'] for b in behaviour)}/{len(behaviour)} passed |")
+    slices = evaluate.get("slices", [])
+    lines.append(f"| slices | {_mark(all(s['passed'] for s in slices))} | {sum(s['passed'] for s in slices)}/{len(slices)} passed |")
+    return lines + [""]
+
+
+def validation_section(validate: dict[str, Any]) -> list[str]:
+    drift = validate.get("drift") or {}
+    features = drift.get("features") or {}
+    drifted = [name for name, row in features.items() if row.get("drifted")]
+    leakage = validate.get("leakage") or {}
+    title = f"Data validation: {'passed' if validate.get('passed') else 'failed'}, {validate.get('rows', '?')} rows, {len(validate.get('checks_run', []))} checks; drift in {len(drifted)} of {len(features)} features"
+    body = [f"Source: `{validate.get('source')}`", ""]
+    for warning in validate.get("warnings", []):
+        body.append(f"- ⚠️ {_problem(warning)}")
+    if leakage:
+        body += ["", "**Leakage**: " + ", ".join(f"{k}: {v}" for k, v in leakage.items() if not isinstance(v, (dict, list)))]
+    if features:
+        body += ["", "| feature | test | statistic | p-value | PSI | drifted |", "|---|---|---:|---:|---:|:---:|"]
+        for name, row in features.items():
+            body.append(
+                f"| {name} | {row.get('test', '')} | {_num(row.get('statistic'))} | {_num(row.get('p_value'))} | {_num(row.get('psi'))} | {'⚠️' if row.get('drifted') else ''} |"
+            )
+    return _details(title, body)
+
+
+def slices_section(evaluate: dict[str, Any]) -> list[str]:
+    slices = evaluate.get("slices", [])
+    if not slices:
+        return []
+    body = ["| slice | rows | metric | value | floor | result |", "|---|---:|---|---:|---:|:---:|"]
+    for s in slices:
+        body.append(f"| {s['column']}={s['value']} | {s['rows']} | {s['metric']} | {_num(s.get('value_metric'))} | {s.get('min') if s.get('min') is not None else ''} | {_mark(s['passed'])} |")
+    chart = mermaid_slices(slices)
+    return _details(f"Slices: {sum(s['passed'] for s in slices)}/{len(slices)} passed", body + (["", chart] if chart else []))
+
+
+def behaviour_section(evaluate: dict[str, Any]) -> list[str]:
+    tests = evaluate.get("behaviour", [])
+    if not tests:
+        return []
+    body = ["| kind | test | result | detail |", "|---|---|:---:|---|"]
+    body += [f"| {b['kind']} | {b['name']} | {_mark(b['passed'])} | {b['detail']} |" for b in tests]
+    return _details(f"Behavioural tests: {sum(b['passed'] for b in tests)}/{len(tests)} passed", body)
+
+
+def errors_section(evaluate: dict[str, Any]) -> list[str]:
+    if "confusion_matrix" in evaluate:
+        cm = evaluate["confusion_matrix"]
+        body = ["| actual \\ predicted | " + " | ".join(cm["labels"]) + " |", "|---|" + "---:|" * len(cm["labels"])]
+        body += [f"| **{label}** | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(cm["labels"], cm["matrix"])]
+        return _details("Confusion matrix", body)
+    res = evaluate.get("residuals") or {}
+    body = [f"mean {_num(res.get('mean'))}, std {_num(res.get('std'))}", "", "| quantile | residual |", "|---|---:|"]
+    body += [f"| {k} | {_num(v)} |" for k, v in (res.get("quantiles") or {}).items()]
+    return _details("Residuals (actual − predicted)", body)
+
+
+def lineage_section(config: Config, train: dict[str, Any] | None) -> list[str]:
+    if not train:
+        return []
+    body = [
+        f"- git sha: `{train.get('git_sha')}`",
+        f"- MLflow run: `{train.get('run_id')}` ({train.get('tracking_uri', '')})",
+        f"- model: `{train.get('model_uri')}`",
+        f"- data hash: `{train.get('data_hash')}`",
+        f"- config hash: `{train.get('config_hash')}`",
+        f"- estimator: `{config.train.estimator}` {config.train.params}",
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in (train.get("packages") or {}).items()),
+    ]
+    return _details("Lineage", body)
+
+
+def _details(title: str, body: list[str]) -> list[str]:
+    return ["<details>", f"<summary>{title}</summary>", "", *body, "", "</details>", ""]
+
+
+def _problem(p: dict[str, Any]) -> str:
+    column = f"column `{p['column']}` " if p.get("column") else ""
+    return f"{p.get('check')}: {column}expected {p.get('expected')}, observed {p.get('observed')}"
+
+
+def _mark(passed: bool) -> str:
+    return PASS if passed else FAIL
+
+
+def _num(value: Any) -> str:
+    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _delta(delta: float, name: str) -> str:
+    better = delta < 0 if name in LOWER_IS_BETTER else delta > 0
+    arrow = "" if abs(delta) < 1e-12 else (" 🟢" if better else " 🔴")
+    return f"{delta:+.4f}{arrow}"

@@ -1,0 +1,153 @@
+"""MLflow: where runs go, what a run records, and how models are saved and loaded.
+
+Measured on this template: `log_model` spends about 5 s inferring pip requirements unless they
+are given, so they are passed explicitly. Models are saved with skops (no pickle), so loading a
+champion cannot execute code; the types the fitted pipeline needs are listed as trusted at save
+time, when we built them ourselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.errors import PipelineError
+from pipeline.paths import Paths
+
+RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
+TRACKED_PACKAGES = (*RUNTIME_PACKAGES, "mlflow", "pandera")
+
+
+def configure(config: Config) -> str:
+    """Point MLflow at the configured store (local sqlite by default) and the project experiment."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    import mlflow
+
+    paths = Paths(config.root)
+    uri = paths.tracking_uri
+    if uri.startswith("sqlite:///"):
+        paths.state.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(config.project)
+    if experiment is None:
+        location = paths.artifact_root.as_uri() if uri.startswith("sqlite:///") else None
+        mlflow.create_experiment(config.project, artifact_location=location)
+    mlflow.set_experiment(config.project)
+    return uri
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def pip_requirements() -> list[str]:
+    """Pinned runtime requirements, passed explicitly (inference costs about 5 s)."""
+    return [f"{name}=={version}" for name, version in package_versions().items() if name in RUNTIME_PACKAGES]
+
+
+def git_sha(root: Path) -> str:
+    env_sha = os.environ.get("GITHUB_SHA")
+    if env_sha:
+        return env_sha
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def config_hash(config: Config) -> str:
+    dumped = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(dumped.encode()).hexdigest()
+
+
+def trusted_types(model: Any) -> list[str]:
+    """The non-default types the fitted model needs skops to trust when it is loaded."""
+    import skops.io as sio
+
+    return list(sio.get_untrusted_types(data=sio.dumps(model)))
+
+
+def log_training(
+    config: Config,
+    model: Any,
+    example: Any,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    model_dir: Path,
+) -> dict[str, str]:
+    """Log one training run and save the model; return run id, model URI and model id."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    configure(config)
+    signature = infer_signature(example, model.predict(example))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mlflow.start_run() as run:
+            mlflow.log_params(params)
+            mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})
+            mlflow.set_tags(tags)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=example,
+                pip_requirements=pip_requirements(),
+                serialization_format="skops",
+                skops_trusted_types=trusted_types(model),
+                metadata={"project": config.project, "task": config.task, **tags},
+            )
+    save_local_copy(info.model_uri, model_dir)
+    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "model_id": info.model_id}
+
+
+def save_local_copy(model_uri: str, model_dir: Path) -> None:
+    """Copy the logged model next to the outputs: CI caches it as main's champion."""
+    import shutil
+
+    import mlflow
+
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(model_dir.parent / ".model-download"))
+    downloaded = model_dir.parent / ".model-download"
+    inner = downloaded / "model" if (downloaded / "model" / "MLmodel").is_file() else downloaded
+    shutil.move(str(inner), str(model_dir))
+    shutil.rmtree(downloaded, ignore_errors=True)
+
+
+def load_model(uri: str) -> Any:
+    """Load an sklearn model saved by this template (a directory path or a models:/ URI)."""
+    import mlflow
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mlflow.sklearn.load_model(uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad location
+        raise PipelineError(f"cannot load model from {uri}: {type(exc).__name__}: {exc}") from None

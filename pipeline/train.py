@@ -1,0 +1,51 @@
+"""Train: split with the seed, fit the model from `model/`, score it on the held-out split.
+
+Pure: data in, fitted model and metrics out. MLflow logging lives in `pipeline.tracking`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from model import build_model
+from pipeline.config import Config
+from pipeline.data import split
+from pipeline.errors import PipelineError
+from pipeline.metrics import score
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    train: pd.DataFrame
+    test: pd.DataFrame
+    metrics: dict[str, float]
+    fit_seconds: float
+
+
+def features_and_target(config: Config, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The model's input columns (contract order) and the target."""
+    target = frame[config.data.target]
+    if config.task == "classification":
+        target = target.astype(str)
+    return frame[config.feature_columns], target
+
+
+def train(config: Config, data: pd.DataFrame) -> TrainResult:
+    """Fit on the train split and score on the test split."""
+    train_frame, test_frame = split(config, data)
+    x_train, y_train = features_and_target(config, train_frame)
+    model = build_model(config)
+    started = time.perf_counter()
+    try:
+        model.fit(x_train, y_train)
+    except ValueError as exc:
+        raise PipelineError(f"train: the estimator rejected the data: {exc}") from None
+    fit_seconds = time.perf_counter() - started
+    x_test, y_test = features_and_target(config, test_frame)
+    metrics = score(config.task, model, x_test, y_test, config.positive_class)
+    return TrainResult(model=model, train=train_frame, test=test_frame, metrics=metrics, fit_seconds=fit_seconds)
