@@ -29,9 +29,12 @@ if TYPE_CHECKING:
 
 # Proportions are floored at this before PSI's log ratio, so an empty bin is finite but large.
 EPSILON = 1e-4
-# The KS test runs on at most this many rows per side (a seeded sample): at that size it already
-# detects shifts far below any sensible PSI threshold, and it keeps 1M-row checks fast.
-KS_MAX_ROWS = 100_000
+# Drift is measured on at most this many rows per side (a seeded sample of whole rows): at that
+# size PSI's sampling noise is ~1e-4 and the tests detect shifts far below any sensible
+# threshold, and a 1M-row check stays well under a second.
+MAX_ROWS = 100_000
+# Above this many values per side the KS p-value comes from the asymptotic distribution (see ks_test).
+KS_EXACT_ROWS = 10_000
 NUMERIC_TYPES = ("int", "float")
 
 
@@ -59,14 +62,33 @@ def proportions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / max(len(values), 1)
 
 
-def numeric_drift(current: np.ndarray, reference: np.ndarray, bins: int, seed: int = 0) -> dict[str, Any]:
+def numeric_drift(current: np.ndarray, reference: np.ndarray, bins: int) -> dict[str, Any]:
     """PSI over the reference's quantile bins, and the two-sample KS test."""
-    from scipy import stats
 
     edges = numeric_bins(reference, bins)
     value = psi(proportions(reference, edges), proportions(current, edges))
-    ks = stats.ks_2samp(_sample(current, seed), _sample(reference, seed + 1))
-    return {"kind": "numeric", "psi": value, "test": "ks", "statistic": float(ks.statistic), "p_value": float(ks.pvalue)}
+    statistic, p_value = ks_test(current, reference)
+    return {"kind": "numeric", "psi": value, "test": "ks", "statistic": statistic, "p_value": p_value}
+
+
+def ks_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov (statistic, p-value).
+
+    scipy's `ks_2samp` for small samples (exact p); for large ones the same statistic computed on
+    sorted arrays (about twice as fast, the same numbers), p from scipy's `kstwo` distribution.
+    """
+    import numpy as np
+    from scipy import stats
+
+    if min(len(a), len(b)) <= KS_EXACT_ROWS:
+        result = stats.ks_2samp(a, b)
+        return float(result.statistic), float(result.pvalue)
+    a, b = np.sort(a), np.sort(b)
+    grid = np.sort(np.concatenate([a, b]))
+    gap = np.abs(np.searchsorted(a, grid, side="right") / len(a) - np.searchsorted(b, grid, side="right") / len(b))
+    statistic = float(gap.max())
+    effective = round(len(a) * len(b) / (len(a) + len(b)))
+    return statistic, float(stats.kstwo.sf(statistic, effective))
 
 
 def categorical_drift(current: pd.Series, reference: pd.Series) -> dict[str, Any]:
@@ -90,15 +112,17 @@ def categorical_drift(current: pd.Series, reference: pd.Series) -> dict[str, Any
     return {"kind": "categorical", "psi": value, "test": "chi2", "statistic": statistic, "p_value": p_value, "new_categories": new}
 
 
-def _sample(values: np.ndarray, seed: int) -> np.ndarray:
+def sample_rows(frame: pd.DataFrame, seed: int, limit: int = MAX_ROWS) -> pd.DataFrame:
+    """At most `limit` rows of `frame`, drawn with `seed` (the frame itself when small enough)."""
     import numpy as np
 
-    if len(values) <= KS_MAX_ROWS:
-        return values
-    return np.random.default_rng(seed).choice(values, KS_MAX_ROWS, replace=False)
+    if len(frame) <= limit:
+        return frame
+    positions = np.sort(np.random.default_rng(seed).choice(len(frame), limit, replace=False))
+    return frame.iloc[positions]
 
 
-def feature_drift(current: pd.Series, reference: pd.Series, numeric: bool, settings: DriftConfig, seed: int = 0) -> dict[str, Any]:
+def feature_drift(current: pd.Series, reference: pd.Series, numeric: bool, settings: DriftConfig) -> dict[str, Any]:
     """Drift statistics of one feature, with the verdict under the configured thresholds."""
     import pandas as pd
 
@@ -110,7 +134,7 @@ def feature_drift(current: pd.Series, reference: pd.Series, numeric: bool, setti
     rows = {"rows": int(len(cur)), "reference_rows": int(len(ref))}
     if len(cur) == 0 or len(ref) == 0:
         return {"kind": "numeric" if numeric else "categorical", **rows, "drifted": False, "skipped": "no non-null values"}
-    stats = numeric_drift(cur, ref, settings.bins, seed) if numeric else categorical_drift(cur, ref)
+    stats = numeric_drift(cur, ref, settings.bins) if numeric else categorical_drift(cur, ref)
     drifted = stats["psi"] > settings.psi_threshold and stats["p_value"] < settings.p_value
     return {**stats, **rows, "drifted": bool(drifted)}
 
@@ -127,17 +151,20 @@ def drift_report(config: Config, data: pd.DataFrame, reference: pd.DataFrame) ->
     columns = config.validate_.columns
     features: dict[str, Any] = {}
     missing: list[str] = []
+    totals = {"rows": int(len(data)), "reference_rows": int(len(reference))}
+    sampled = {"rows": min(len(data), MAX_ROWS), "reference_rows": min(len(reference), MAX_ROWS)}
+    data, reference = sample_rows(data, config.seed), sample_rows(reference, config.seed + 1)
     for name in config.feature_columns:
         if name not in data.columns or name not in reference.columns:
             missing.append(name)
             continue
         numeric = columns[name].type in NUMERIC_TYPES
-        features[name] = _rounded(feature_drift(data[name], reference[name], numeric, settings, config.seed))
+        features[name] = _rounded(feature_drift(data[name], reference[name], numeric, settings))
     return {
         "rule": "drifted when psi > psi_threshold and p_value < p_value threshold",
         "thresholds": {"psi_threshold": settings.psi_threshold, "p_value": settings.p_value, "bins": settings.bins},
-        "rows": int(len(data)),
-        "reference_rows": int(len(reference)),
+        **totals,
+        "sampled": sampled,
         "features": features,
         "drifted": [name for name, result in features.items() if result["drifted"]],
         "missing": missing,
