@@ -1,0 +1,223 @@
+"""Hand the PR report from the unprivileged pull-request run to the privileged comment run.
+
+Standard library only, so the comment workflow runs it with the runner's `python3` from the
+default branch's checkout, never installing or running pull-request code.
+
+    report_gate.py pack  --report outputs/report.md --pr N --head-sha SHA --out DIR
+        (pull-request workflow) writes DIR/report.md and DIR/meta.json: the artifact.
+    report_gate.py check --artifact DIR --event "$GITHUB_EVENT_PATH" --out DIR
+        (comment workflow) treats the downloaded artifact as untrusted data: only the two
+        expected regular files, size limits, UTF-8 Markdown starting with the report marker,
+        no raw HTML beyond a short allow-list, no images, no hidden comments; the PR number and
+        head commit it claims must match the `workflow_run` event (or, for fork PRs whose event
+        lists no PR, the open PR the GitHub API names for that head). On success it writes the
+        vetted report to DIR/report.md and `pr`/`report` to $GITHUB_OUTPUT; on failure it prints
+        one `::error` line per problem and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+MARKER = "<!-- mlops-report -->"
+REPORT = "report.md"
+META = "meta.json"
+MAX_REPORT_BYTES = 60_000  # a GitHub comment holds 65,536 characters; CML adds its watermark
+MAX_META_BYTES = 2_048
+FORMAT_VERSION = 1
+ALLOWED_TAGS = frozenset(
+    "details summary sub sup br b i em strong code pre kbd p hr blockquote ul ol li "
+    "table thead tbody tr th td h1 h2 h3 h4 h5 h6".split()
+)
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_TAG = re.compile(r"<\s*/?\s*([A-Za-z][A-Za-z0-9-]*)")
+_IMAGE = re.compile(r"!\[[^\]]*\]\s*[\(\[]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Refused(Exception):
+    """The artifact is not what the pull-request workflow writes; the message says why."""
+
+
+# ---------------------------------------------------------------- pack (pull-request side)
+def pack(report: Path, pr: int, head_sha: str, out: Path) -> None:
+    """Write the artifact: the report and what it claims to be about."""
+    text = report.read_text(encoding="utf-8")
+    problems = check_markdown(text.encode("utf-8"))
+    if problems:
+        raise Refused("; ".join(problems))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / REPORT).write_text(text, encoding="utf-8")
+    (out / META).write_text(json.dumps({"version": FORMAT_VERSION, "pr": pr, "head_sha": head_sha}) + "\n")
+
+
+# ---------------------------------------------------------------- check (comment side)
+def check_markdown(raw: bytes) -> list[str]:
+    """Problems with the report's bytes; empty when it is a plain mlops Markdown report."""
+    if len(raw) > MAX_REPORT_BYTES:
+        return [f"{REPORT}: {len(raw)} bytes, more than the limit of {MAX_REPORT_BYTES}"]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [f"{REPORT}: not UTF-8 text ({exc.reason} at byte {exc.start})"]
+    problems: list[str] = []
+    if _CONTROL.search(text):
+        problems.append(f"{REPORT}: contains control characters (binary data?)")
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != MARKER:
+        problems.append(f"{REPORT}: first line is not the report marker {MARKER}")
+    if not any(line.startswith("#") for line in lines):
+        problems.append(f"{REPORT}: no Markdown heading; not an mlops report")
+    in_fence = False
+    for number, line in enumerate(lines, start=1):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        if number > 1 and "<!--" in line:
+            problems.append(f"{REPORT}:{number}: HTML comment (hidden content) is not allowed")
+        for tag in _TAG.findall(line):
+            if tag.lower() not in ALLOWED_TAGS:
+                problems.append(f"{REPORT}:{number}: HTML tag <{tag}> is not allowed")
+        if _IMAGE.search(line):
+            problems.append(f"{REPORT}:{number}: images are not allowed (they would be fetched from elsewhere)")
+    return problems
+
+
+def read_artifact(folder: Path) -> tuple[bytes, dict[str, Any]]:
+    """The report bytes and the metadata, after checking the folder holds only those two files."""
+    if not folder.is_dir():
+        raise Refused(f"artifact folder {folder} not found")
+    entries = sorted(folder.iterdir())
+    names = {entry.name for entry in entries}
+    unexpected = names - {REPORT, META}
+    if unexpected:
+        raise Refused(f"unexpected files in the artifact: {', '.join(sorted(unexpected))}")
+    for name in (REPORT, META):
+        path = folder / name
+        if not path.exists():
+            raise Refused(f"{name} missing from the artifact")
+        if path.is_symlink() or not path.is_file():
+            raise Refused(f"{name} is not a regular file")
+    if (folder / META).stat().st_size > MAX_META_BYTES:
+        raise Refused(f"{META}: larger than {MAX_META_BYTES} bytes")
+    if (folder / REPORT).stat().st_size > MAX_REPORT_BYTES:
+        raise Refused(f"{REPORT}: {(folder / REPORT).stat().st_size} bytes, more than the limit of {MAX_REPORT_BYTES}")
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Refused(f"{META}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or set(meta) != {"version", "pr", "head_sha"}:
+        raise Refused(f"{META}: expected exactly the keys version, pr, head_sha")
+    if meta["version"] != FORMAT_VERSION:
+        raise Refused(f"{META}: format version {meta['version']!r}, expected {FORMAT_VERSION}")
+    if not isinstance(meta["pr"], int) or isinstance(meta["pr"], bool) or meta["pr"] <= 0:
+        raise Refused(f"{META}: pr must be a positive integer, got {meta['pr']!r}")
+    if not isinstance(meta["head_sha"], str) or not _SHA.match(meta["head_sha"]):
+        raise Refused(f"{META}: head_sha must be 40 lowercase hex digits")
+    return (folder / REPORT).read_bytes(), meta
+
+
+def trusted_prs(event: dict[str, Any], api_url: str, repository: str, token: str) -> set[int]:
+    """PR numbers the triggering run belongs to, from the event or, for forks, the API.
+
+    GitHub leaves `workflow_run.pull_requests` empty for PRs from forks; then the open PR whose
+    head is `owner:branch` of the run's head repository and whose head commit is the run's head
+    commit is the one.
+    """
+    run = event.get("workflow_run") or {}
+    head_sha = run.get("head_sha")
+    numbers = {pr["number"] for pr in run.get("pull_requests") or [] if (pr.get("head") or {}).get("sha") == head_sha}
+    if numbers:
+        return numbers
+    owner = ((run.get("head_repository") or {}).get("owner") or {}).get("login")
+    branch = run.get("head_branch")
+    if not (owner and branch and repository and api_url):
+        return set()
+    query = urllib.parse.urlencode({"state": "open", "head": f"{owner}:{branch}", "per_page": "20"})
+    request = urllib.request.Request(
+        f"{api_url.rstrip('/')}/repos/{repository}/pulls?{query}",
+        headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+                 **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
+    with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310 - the GitHub API URL
+        pulls = json.load(response)
+    return {pr["number"] for pr in pulls if (pr.get("head") or {}).get("sha") == head_sha}
+
+
+def check(artifact: Path, event: dict[str, Any], out: Path, api_url: str, repository: str, token: str) -> tuple[int, Path]:
+    """Vet the artifact against the event; return the PR number and the vetted report's path."""
+    run = event.get("workflow_run")
+    if not run:
+        raise Refused("not a workflow_run event")
+    if run.get("event") != "pull_request":
+        raise Refused(f"the triggering run was a {run.get('event')!r} run, not a pull_request run")
+    raw, meta = read_artifact(artifact)
+    problems = check_markdown(raw)
+    if problems:
+        raise Refused("\n".join(problems))
+    if meta["head_sha"] != run.get("head_sha"):
+        raise Refused(f"{META}: head_sha {meta['head_sha']} is not the triggering run's head commit {run.get('head_sha')}")
+    numbers = trusted_prs(event, api_url, repository, token)
+    if not numbers:
+        raise Refused("no open pull request matches the triggering run's head commit")
+    if meta["pr"] not in numbers:
+        raise Refused(f"{META}: pr {meta['pr']} is not the triggering run's pull request ({', '.join(map(str, sorted(numbers)))})")
+    out.mkdir(parents=True, exist_ok=True)
+    vetted = out / REPORT
+    vetted.write_bytes(raw)
+    return meta["pr"], vetted
+
+
+def _set_outputs(values: dict[str, str]) -> None:
+    target = os.environ.get("GITHUB_OUTPUT")
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.writelines(f"{key}={value}\n" for key, value in values.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack", help="write the report artifact (pull-request workflow)")
+    p.add_argument("--report", type=Path, required=True)
+    p.add_argument("--pr", type=int, required=True)
+    p.add_argument("--head-sha", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    c = sub.add_parser("check", help="vet a downloaded artifact (comment workflow)")
+    c.add_argument("--artifact", type=Path, required=True)
+    c.add_argument("--event", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "pack":
+            pack(args.report, args.pr, args.head_sha, args.out)
+            print(f"packed {args.out} for PR #{args.pr}")
+            return 0
+        event = json.loads(args.event.read_text(encoding="utf-8"))
+        pr, vetted = check(args.artifact, event, args.out, os.environ.get("GITHUB_API_URL", "https://api.github.com"),
+                           os.environ.get("GITHUB_REPOSITORY", ""), os.environ.get("GITHUB_TOKEN", ""))
+    except Refused as exc:
+        for line in str(exc).splitlines():
+            print(f"::error title=report refused::{line}")
+        return 1
+    except OSError as exc:
+        print(f"::error title=report gate::{exc}")
+        return 1
+    _set_outputs({"pr": str(pr), "report": str(vetted)})
+    print(f"report for PR #{pr} accepted: {vetted}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

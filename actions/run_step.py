@@ -1,0 +1,242 @@
+"""Glue between a composite action and one `mlops` subcommand; standard library only.
+
+Every `actions/<step>/action.yml` calls this file twice and holds no logic itself:
+
+    python run_step.py install SOURCE [--extras serve]     # pip install the package, once per job
+    python run_step.py STEP [--config mlops.yaml] [-- MLOPS_ARGS...]
+
+The second form runs `mlops --config CONFIG STEP MLOPS_ARGS`, streams its output, and then
+translates the result for GitHub: `::error`/`::warning` annotations pointing at the file and line
+they concern (mlops.yaml or the data file), a section in `$GITHUB_STEP_SUMMARY`, and the step's
+outputs in `$GITHUB_OUTPUT`. It exits with mlops' own exit code, so a failed gate fails the step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# What each step exposes as action outputs: output name -> (file under outputs/, JSON key).
+# A key of None exposes the file's path itself.
+STEP_OUTPUTS: dict[str, dict[str, tuple[str, str | None]]] = {
+    "validate": {"passed": ("validate.json", "passed"), "result": ("validate.json", None)},
+    "train": {"run-id": ("train.json", "run_id"), "model-dir": ("train.json", "model_dir"), "result": ("train.json", None)},
+    "evaluate": {"passed": ("evaluate.json", "passed"), "result": ("evaluate.json", None)},
+    "report": {"verdict": ("summary.json", "verdict"), "report": ("report.md", None), "summary": ("summary.json", None)},
+    "promote": {"model-version": ("promote.json", "version"), "moved": ("promote.json", "moved"), "result": ("promote.json", None)},
+    "run": {"verdict": ("summary.json", "verdict"), "report": ("report.md", None), "summary": ("summary.json", None)},
+    "build": {"result": ("build.json", None)},
+    "deploy": {"result": ("deploy.json", None)},
+    "drift": {"result": ("drift.json", None)},
+}
+SUMMARY_LINES = 50  # problem lines shown in the job summary; the log has them all
+STAMP = "mlops-installed.txt"
+
+
+@dataclass(frozen=True)
+class Annotation:
+    level: str  # "error" | "warning"
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def command(self, title: str) -> str:
+        props = [f"title={_escape_property(title)}"]
+        if self.file:
+            props.insert(0, f"file={_escape_property(self.file)}")
+            if self.line:
+                props.insert(1, f"line={self.line}")
+        return f"::{self.level} {','.join(props)}::{_escape_data(self.message)}"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+# ---------------------------------------------------------------- locating a message's source
+_QUOTED = re.compile(r"""['"`]([A-Za-z_][\w.\-]*)['"`]""")
+_AFTER_WORD = re.compile(r"\b(?:column|metric|gate|slice|feature|key|test)\s+([A-Za-z_][\w\-]*)", re.IGNORECASE)
+_DOTTED = re.compile(r"\b([a-z_]+(?:\.[A-Za-z_][\w\-]*|\[\d+\])+)")
+_LINE_NO = re.compile(r"\bline (\d+)\b")
+_PATHISH = re.compile(r"([\w./\-]+\.(?:csv|parquet|ya?ml|json))\b")
+
+
+def yaml_line(config_text: str, names: list[str]) -> int | None:
+    """1-based line of the first `name:` key (or `metric|name|column: name` value) in the config."""
+    lines = config_text.splitlines()
+    for name in names:
+        leaf = re.escape(name.split(".")[-1].split("[")[0])
+        key = re.compile(rf"^\s*(?:-\s*)?{leaf}\s*:")
+        value = re.compile(rf"\b(?:metric|name|column)\s*:\s*['\"]?{leaf}\b")
+        for number, text in enumerate(lines, start=1):
+            if key.search(text) or value.search(text):
+                return number
+    return None
+
+
+def locate(message: str, config: Path, workspace: Path) -> tuple[str | None, int | None]:
+    """Best guess of the file and line a problem message is about.
+
+    A message naming a data file and a line number points there; one naming a config key, a
+    column, a metric or a gate points at that spot in mlops.yaml; anything else at mlops.yaml.
+    """
+    line_no = _LINE_NO.search(message)
+    for candidate in _PATHISH.findall(message):
+        path = Path(candidate)
+        path = path if path.is_absolute() else (config.parent / path)
+        if path.is_file() and path.resolve() != config.resolve():
+            return _relative(path, workspace), int(line_no.group(1)) if line_no else None
+    names = _DOTTED.findall(message) + _QUOTED.findall(message) + _AFTER_WORD.findall(message)
+    text = config.read_text(encoding="utf-8", errors="replace") if config.is_file() else ""
+    if not text:
+        return None, None
+    return _relative(config, workspace), yaml_line(text, names)
+
+
+def _relative(path: Path, workspace: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(workspace.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def annotations(stderr_lines: list[str], failed: bool, config: Path, workspace: Path) -> list[Annotation]:
+    """Warnings always; errors only when the command failed (its problem lines explain why)."""
+    found: list[Annotation] = []
+    for raw in stderr_lines:
+        line = raw.strip()
+        if not line or line.startswith("::"):
+            continue
+        if line.lower().startswith("warning:"):
+            message = line.split(":", 1)[1].strip()
+            found.append(Annotation("warning", message, *locate(message, config, workspace)))
+        elif failed and _is_problem(line):
+            message = re.sub(r"^(?:error|internal error)\s*:\s*", "", line, flags=re.IGNORECASE)
+            found.append(Annotation("error", message, *locate(message, config, workspace)))
+    return found
+
+
+def _is_problem(line: str) -> bool:
+    """Progress lines ('validate: data/x.csv passed ...') are not problems; the rest are."""
+    lowered = line.lower()
+    if re.match(r"^(error|internal error)\s*:", lowered) or " fail" in f" {lowered}":
+        return True
+    return not re.match(r"^[a-z]+: ", lowered) or "problem" in lowered
+
+
+# ---------------------------------------------------------------- GitHub files
+def step_outputs(step: str, outputs_dir: Path, exit_code: int) -> dict[str, str]:
+    """The action outputs of `step`, read from the files it wrote; missing values are ''."""
+    values = {"exit-code": str(exit_code)}
+    for name, (filename, key) in STEP_OUTPUTS.get(step, {}).items():
+        path = outputs_dir / filename
+        if key is None:
+            values[name] = str(path) if path.exists() else ""
+            continue
+        try:
+            value = json.loads(path.read_text()).get(key, "")
+        except (OSError, ValueError, AttributeError):
+            value = ""
+        values[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return values
+
+
+def summary_markdown(step: str, exit_code: int, problems: list[Annotation], outputs_dir: Path) -> str:
+    """The step's section of the job summary; the report step contributes the whole report."""
+    if step in ("report", "run") and (outputs_dir / "report.md").is_file():
+        return (outputs_dir / "report.md").read_text(encoding="utf-8") + "\n"
+    mark, word = ("✅", "passed") if exit_code == 0 else ("❌", f"failed (exit {exit_code})")
+    lines = [f"### {mark} `mlops {step}` {word}", ""]
+    for item in problems[:SUMMARY_LINES]:
+        where = f" (`{item.file}" + (f":{item.line}" if item.line else "") + "`)" if item.file else ""
+        lines.append(f"- **{item.level}**: {item.message}{where}")
+    if len(problems) > SUMMARY_LINES:
+        lines.append(f"- … and {len(problems) - SUMMARY_LINES} more in the log")
+    return "\n".join(lines) + "\n\n"
+
+
+def append(env_name: str, text: str) -> None:
+    target = os.environ.get(env_name)
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(text)
+
+
+def write_outputs(values: dict[str, str]) -> None:
+    append("GITHUB_OUTPUT", "".join(f"{name}={value}\n" for name, value in values.items() if "\n" not in value))
+
+
+# ---------------------------------------------------------------- commands
+def install(source: str, extras: str) -> int:
+    """pip install the package from the action's checkout, once per job (a stamp remembers)."""
+    root = Path(source).resolve()
+    target = f"{root}[{extras}]" if extras else str(root)
+    stamp = Path(os.environ.get("RUNNER_TEMP", "/tmp")) / STAMP
+    done = stamp.read_text().splitlines() if stamp.is_file() else []
+    if target in done:
+        print(f"mlops already installed from {target}")
+        return 0
+    code = subprocess.call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet", target])
+    if code == 0:
+        with stamp.open("a") as handle:
+            handle.write(target + "\n")
+    else:
+        print(f"::error title=mlops install::pip install {target} failed with exit code {code}")
+    return code
+
+
+def run(step: str, config: str, extra: list[str]) -> int:
+    """Run `mlops --config CONFIG STEP EXTRA...`, then annotate, summarise and set outputs."""
+    config_path = Path(config)
+    workspace = Path(os.environ.get("GITHUB_WORKSPACE", os.getcwd()))
+    outputs_dir = Path(os.environ.get("MLOPS_OUTPUTS") or config_path.parent / "outputs")
+    command = ["mlops", "--config", config, step, *extra]
+    print(f"$ {' '.join(command)}", flush=True)
+    try:
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, bufsize=1)
+    except FileNotFoundError:
+        print("::error title=mlops::the `mlops` command is not installed (run the install step first)")
+        return 2
+    captured: list[str] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        captured.append(line.rstrip("\n"))
+    exit_code = proc.wait()
+    found = annotations(captured, exit_code != 0, config_path, workspace)
+    for item in found:
+        print(item.command(f"mlops {step}"), flush=True)
+    append("GITHUB_STEP_SUMMARY", summary_markdown(step, exit_code, [a for a in found if a.level == "error"] or found, outputs_dir))
+    write_outputs(step_outputs(step, outputs_dir, exit_code))
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", help="`install` or an mlops subcommand")
+    parser.add_argument("source", nargs="?", help="install: the folder holding pyproject.toml")
+    parser.add_argument("--config", default="mlops.yaml", help="path to mlops.yaml")
+    parser.add_argument("--extras", default="", help="install: extras such as `serve`")
+    args = parser.parse_args(own)
+    if args.step == "install":
+        if not args.source:
+            parser.error("install needs SOURCE")
+        return install(args.source, args.extras)
+    return run(args.step, args.config, extra)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
