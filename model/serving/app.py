@@ -1,0 +1,227 @@
+"""The FastAPI app: /predict, /health, /ready, /metrics, /version and the OpenAPI document.
+
+Why the body is read by hand: the size limit (413), the content type (415) and one strict
+JSON parse (pydantic-core, no Python json round trip) come before any work, and malformed JSON
+(400) is told apart from a bad field (422 with one entry per field).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import anyio
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model.serving import predictor as predictor_mod
+from model.serving.contract import Contract
+from model.serving.metrics import Metrics
+from model.serving.schema import ErrorResponse, PredictResponse, Status, VersionResponse, request_model
+from model.serving.settings import Settings
+
+
+@dataclass
+class State:
+    """What the routes share; `ready` flips on after warm-up and off when draining."""
+
+    settings: Settings
+    contract: Contract
+    request_model: type[BaseModel]
+    metrics: Metrics
+    predictor: predictor_mod.Predictor | None = None
+    ready: bool = False
+    draining: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.errors = status, detail, errors or []
+
+
+def _json(status: int, payload: Any) -> Response:
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json")
+
+
+def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> Response:
+    return _json(status, {"detail": detail, "errors": errors or []})
+
+
+class Instrument:
+    """ASGI middleware: request count and latency by route and status; `Connection: close` while draining."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if self.state.draining:
+                    message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            method = scope.get("method", "")
+            self.state.metrics.requests.labels(path, method, str(status)).inc()
+            self.state.metrics.latency.labels(path, method).observe(time.perf_counter() - started)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"body larger than {limit} bytes")
+    return bytes(body)
+
+
+def _parse(state: State, body: bytes) -> list[dict[str, Any]]:
+    try:
+        parsed = state.request_model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise ApiError(400, "malformed JSON: " + errors[0]["msg"]) from None
+        if any(e["type"] == "too_long" and tuple(e["loc"]) == ("rows",) for e in errors):
+            raise ApiError(413, f"too many rows: at most {state.settings.max_rows} per request") from None
+        fields = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+        raise ApiError(422, f"{len(fields)} invalid field(s)", fields) from None
+    return [row.__dict__ for row in parsed.rows]  # type: ignore[attr-defined]
+
+
+def _predict(state: State, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs in a worker thread: frame, predict, monitoring; returns the response payload."""
+    assert state.predictor is not None
+    frame = state.predictor.frame(rows)
+    result = state.predictor.predict(frame)
+    state.metrics.observe_inputs(frame, state.contract)
+    state.metrics.observe_predictions(result.predictions, result.scores)
+    payload: dict[str, Any] = {"predictions": result.predictions, "model_version": state.settings.model_version}
+    if result.probabilities is not None:
+        payload["classes"] = result.classes
+        payload["probabilities"] = result.probabilities
+    return payload
+
+
+def _warm_up(state: State) -> None:
+    """Load (unless preloaded) and run the first predictions, so /ready means fast answers."""
+    if state.predictor is None:
+        state.predictor = predictor_mod.load(state.settings.model_dir, state.contract)
+    rows = predictor_mod.warm_up_rows(state.settings.model_dir, state.contract)
+    for _ in range(3):
+        _predict(state, rows)
+    state.metrics.model_info.labels(state.settings.model_version, state.settings.git_sha).set(1)
+    state.ready = True
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "malformed JSON"},
+    413: {"model": ErrorResponse, "description": "body over the size limit or too many rows"},
+    415: {"model": ErrorResponse, "description": "content type is not application/json"},
+    422: {"model": ErrorResponse, "description": "invalid fields, one entry per field"},
+    503: {"model": ErrorResponse, "description": "not ready, draining, or the prediction timed out"},
+}
+
+
+def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.Predictor | None = None) -> FastAPI:
+    """The app for one model. Pass a preloaded `predictor` to share it across forked workers."""
+    state = State(settings, contract, request_model(contract, settings.max_rows), Metrics(), predictor)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_warm_up, state)
+        yield
+        state.ready = False
+
+    app = FastAPI(
+        title=f"{contract.project} model server",
+        version=settings.model_version,
+        description=f"Predicts `{contract.target}` ({contract.task}) from the columns of the data contract in mlops.yaml.",
+        lifespan=lifespan,
+    )
+    app.state.serving = state
+    app.add_middleware(Instrument, state=state)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return _error(exc.status, exc.detail, exc.errors)
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=ERROR_RESPONSES,
+        summary="Predict one row or a batch",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}},
+    )
+    async def predict(request: Request) -> Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise ApiError(415, "content type must be application/json")
+        body = await _read_body(request, settings.max_body_bytes)
+        if not state.ready:
+            raise ApiError(503, "draining" if state.draining else "model not loaded yet")
+        rows = _parse(state, body)
+        try:
+            with anyio.fail_after(settings.predict_timeout):
+                payload = await anyio.to_thread.run_sync(_predict, state, rows, abandon_on_cancel=True)
+        except TimeoutError:
+            state.metrics.timeouts.inc()
+            raise ApiError(503, f"prediction took longer than {settings.predict_timeout}s") from None
+        return _json(200, payload)
+
+    @app.get("/health", response_model=Status, summary="Liveness: the process answers")
+    async def health() -> Response:
+        return _json(200, {"status": "ok"})
+
+    @app.get("/ready", response_model=Status, responses={503: ERROR_RESPONSES[503]}, summary="Readiness: model loaded and warmed, not draining")
+    async def ready() -> Response:
+        if state.ready and not state.draining:
+            return _json(200, {"status": "ready"})
+        return _error(503, "draining" if state.draining else "model not loaded yet")
+
+    @app.get("/version", response_model=VersionResponse, summary="Lineage of what is served")
+    async def version() -> Response:
+        s = settings
+        return _json(200, {"git_sha": s.git_sha, "model_version": s.model_version, "model_uri": s.model_uri,
+                           "data_hash": s.data_hash, "image_digest": s.image_digest})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "exposition format"}})
+    async def metrics() -> Response:
+        body, content_type = state.metrics.render()
+        return Response(body, media_type=content_type)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema = state.request_model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = doc.setdefault("components", {}).setdefault("schemas", {})
+            components.update(schema.pop("$defs", {}))
+            components["PredictRequest"] = schema
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

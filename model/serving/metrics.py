@@ -1,0 +1,77 @@
+"""Prometheus metrics: traffic, latency, predictions, input statistics, model version.
+
+Why aggregated updates: a 1000-row batch updates each metric once per column or class, not once
+per row, so monitoring costs microseconds. With several worker processes, prometheus-client's
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the server) sums them into one view.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from model.serving.contract import Contract
+
+SCORE_BUCKETS = np.round(np.linspace(0.1, 1.0, 10), 2)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """Every metric the app exports, on its own registry (tests create several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("serving_requests_total", "HTTP requests", ["route", "method", "status"], registry=r)
+        self.latency = Histogram("serving_request_duration_seconds", "request latency", ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.rows = Counter("serving_rows_total", "rows predicted", registry=r)
+        self.predictions = Counter("serving_predictions_total", "predictions by class", ["label"], registry=r)
+        self.scores = Counter("serving_prediction_score_total", "positive-class score counts per bucket upper bound", ["le"], registry=r)
+        self.feature_count = Counter("serving_feature_values_total", "non-missing numeric values seen", ["feature"], registry=r)
+        self.feature_sum = Gauge("serving_feature_value_sum", "sum of numeric values seen (mean = sum / count)", ["feature"], registry=r, multiprocess_mode="sum")
+        self.feature_missing = Counter("serving_feature_missing_total", "missing values seen", ["feature"], registry=r)
+        self.category = Counter("serving_feature_category_total", "categorical values seen", ["feature", "value"], registry=r)
+        self.model_info = Gauge("serving_model_info", "the model being served (value 1)", ["model_version", "git_sha"], registry=r, multiprocess_mode="max")
+        self.timeouts = Counter("serving_predict_timeouts_total", "predictions that exceeded the timeout", registry=r)
+
+    def observe_inputs(self, frame: "pd.DataFrame", contract: "Contract") -> None:
+        for spec in contract.fields:
+            column = frame[spec.name]
+            missing = int(column.isna().sum())
+            if missing:
+                self.feature_missing.labels(spec.name).inc(missing)
+            if spec.type in ("float", "int"):
+                present = len(column) - missing
+                if present:
+                    self.feature_count.labels(spec.name).inc(present)
+                    self.feature_sum.labels(spec.name).inc(float(column.sum()))
+            elif spec.allowed:
+                for value, count in column.value_counts().items():
+                    self.category.labels(spec.name, str(value)).inc(int(count))
+
+    def observe_predictions(self, labels: list[object], scores: "np.ndarray | None") -> None:
+        self.rows.inc(len(labels))
+        if scores is None:
+            return
+        values, counts = np.unique(np.asarray(labels, dtype=object).astype(str), return_counts=True)
+        for value, count in zip(values, counts):
+            self.predictions.labels(value).inc(int(count))
+        index = np.searchsorted(SCORE_BUCKETS, scores, side="left")
+        for bucket, count in zip(*np.unique(index, return_counts=True)):
+            self.scores.labels(f"{SCORE_BUCKETS[min(bucket, len(SCORE_BUCKETS) - 1)]:.1f}").inc(int(count))
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text: this process's registry, or all workers' in multiprocess mode."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,130 @@
+"""Load the trained model from an MLflow model directory without MLflow, and predict.
+
+Why without MLflow: the full package adds hundreds of MB and seconds of start-up to the image.
+The directory's `MLmodel` file names the serialized file, its format and, for skops, the types
+the trainer declared trusted; that is all loading needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from model.serving.contract import Contract
+
+
+@dataclass
+class Prediction:
+    predictions: list[Any]
+    classes: list[str] | None
+    probabilities: np.ndarray | None  # rows x classes
+    scores: np.ndarray | None  # probability of the positive class, for monitoring
+
+
+class Predictor:
+    """A fitted scikit-learn estimator plus the contract that shapes its input frame."""
+
+    def __init__(self, estimator: Any, contract: Contract, info: dict[str, Any]) -> None:
+        self.estimator = estimator
+        self.contract = contract
+        self.info = info
+        self.columns = contract.feature_names
+        self._string_columns = [f.name for f in contract.fields if f.type in ("string", "category")]
+        classes = getattr(estimator, "classes_", None)
+        self.classes = [str(c) for c in classes] if classes is not None and contract.task == "classification" else None
+        self._positive = self.classes.index(contract.positive_class) if self.classes and contract.positive_class in self.classes else None
+        _single_thread(estimator)
+
+    def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Rows (already validated) as the DataFrame training saw: missing values as NaN."""
+        frame = pd.DataFrame.from_records(rows, columns=self.columns)
+        for name in self._string_columns:
+            column = frame[name]
+            if column.isna().any():
+                frame[name] = column.astype(object).where(column.notna(), np.nan)
+        return frame
+
+    def predict(self, frame: pd.DataFrame) -> Prediction:
+        if self.classes is None:
+            values = self.estimator.predict(frame)
+            return Prediction([float(v) for v in values], None, None, None)
+        proba = self.estimator.predict_proba(frame)
+        labels = [self.classes[i] for i in proba.argmax(axis=1)]
+        scores = proba[:, self._positive] if self._positive is not None else proba.max(axis=1)
+        return Prediction(labels, self.classes, proba, scores)
+
+
+def _single_thread(estimator: Any) -> None:
+    """One thread per prediction: a joblib pool per request costs more than it saves (workers scale)."""
+    steps = getattr(estimator, "steps", None)
+    final = steps[-1][1] if steps else estimator
+    if "n_jobs" in getattr(final, "get_params", lambda: {})():
+        final.set_params(n_jobs=1)
+
+
+def read_mlmodel(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "MLmodel"
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir}: not an MLflow model directory (no MLmodel file)")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_estimator(model_dir: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The estimator saved by mlflow.sklearn (skops, or pickle/cloudpickle) and the MLmodel info."""
+    model_dir = Path(model_dir)
+    info = read_mlmodel(model_dir)
+    flavor = (info.get("flavors") or {}).get("sklearn")
+    if not flavor:
+        raise ValueError(f"{model_dir}: MLmodel has no sklearn flavor")
+    path = model_dir / flavor["pickled_model"]
+    fmt = flavor.get("serialization_format", "cloudpickle")
+    if fmt == "skops":
+        import skops.io as sio
+
+        estimator = sio.load(path, trusted=list(flavor.get("skops_trusted_types") or []))
+    else:  # pickle / cloudpickle: only load models you produced yourself
+        import pickle
+
+        with open(path, "rb") as handle:
+            estimator = pickle.load(handle)  # noqa: S301 - our own artifact, declared in MLmodel
+    return estimator, info
+
+
+def load(model_dir: str | Path, contract: Contract) -> Predictor:
+    estimator, info = load_estimator(model_dir)
+    return Predictor(estimator, contract, info)
+
+
+def warm_up_rows(model_dir: str | Path, contract: Contract) -> list[dict[str, Any]]:
+    """Rows to warm the model with: the saved input example when present, else a synthetic row."""
+    import json
+
+    example = Path(model_dir) / "input_example.json"
+    if example.is_file():
+        raw = json.loads(example.read_text(encoding="utf-8"))
+        if isinstance(raw, dict) and "columns" in raw and "data" in raw:
+            rows = [dict(zip(raw["columns"], values)) for values in raw["data"]]
+            return [{name: row.get(name) for name in contract.feature_names} for row in rows]
+    return [synthetic_row(contract)]
+
+
+def synthetic_row(contract: Contract) -> dict[str, Any]:
+    """A valid row from the contract alone (midpoints, first category)."""
+    row: dict[str, Any] = {}
+    for f in contract.fields:
+        if f.allowed:
+            row[f.name] = f.allowed[0]
+        elif f.type in ("float", "int"):
+            low, high = f.min if f.min is not None else 0.0, f.max if f.max is not None else 1.0
+            mid = (low + high) / 2
+            row[f.name] = int(mid) if f.type == "int" else float(mid)
+        elif f.type == "bool":
+            row[f.name] = False
+        else:
+            row[f.name] = "x"
+    return row

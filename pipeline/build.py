@@ -1,0 +1,157 @@
+"""build the serving image and push it to a registry (tags: git sha and model version).
+
+The build context is staged in a temp folder with only what the image needs: the `model`
+package, the MLflow model directory, the contract derived from mlops.yaml and pinned
+requirements (scikit-learn pinned to the version the model was trained with). When the base
+image cannot be pulled (no Docker Hub), the air-gapped base is built from Debian packages with
+infra/base-image.sh. Writes outputs/build.json and, under GitHub Actions, step outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILE = REPO / "infra" / "docker" / "Dockerfile"
+BASE_SCRIPT = REPO / "infra" / "base-image.sh"
+DEFAULT_BASE = "python:3.11-slim"
+AIR_GAPPED_BASE = "local/python-base:3.11"
+# What the server imports at run time; versions are pinned to this environment's (the training one).
+RUNTIME_PACKAGES = ["scikit-learn", "skops", "numpy", "scipy", "pandas", "pyyaml", "fastapi", "pydantic",
+                    "uvicorn", "httptools", "uvloop", "prometheus-client", "orjson"]
+CA_BUNDLES = [os.environ.get("PIP_CERT", ""), os.environ.get("SSL_CERT_FILE", ""), "/etc/ssl/certs/ca-certificates.crt"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="MLflow model directory or URI (default: the `challenger` alias)")
+    parser.add_argument("--registry", default=os.environ.get("MLOPS_REGISTRY", "127.0.0.1:5000"), help="registry host[:port][/namespace]")
+    parser.add_argument("--image", default=None, help="repository name (default: the project name)")
+    parser.add_argument("--base-image", default=os.environ.get("MLOPS_BASE_IMAGE", DEFAULT_BASE))
+    parser.add_argument("--no-push", action="store_true", help="build and tag only")
+    parser.add_argument("--tag", action="append", default=[], help="extra tag (repeatable)")
+
+
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, capture: bool = False) -> str:
+    result = subprocess.run(cmd, env={**os.environ, **(env or {})}, text=True,
+                            capture_output=capture, stdout=None if capture else subprocess.DEVNULL if what.startswith("quiet") else None)
+    if result.returncode != 0:
+        detail = (result.stderr or "").strip().splitlines()[-3:] if capture else []
+        raise PipelineError(f"{what.removeprefix('quiet ')} failed (exit {result.returncode}): {' '.join(cmd[:4])} ... {' | '.join(detail)}")
+    return (result.stdout or "").strip()
+
+
+def docker_for_build() -> tuple[str, dict[str, str]]:
+    """A docker client that builds with BuildKit (needed for the pip CA secret)."""
+    candidates = [os.environ.get("MLOPS_DOCKER", ""), "docker", "/usr/bin/docker"]
+    for name in filter(None, candidates):
+        path = shutil.which(name)
+        if not path:
+            continue
+        if subprocess.run([path, "buildx", "version"], capture_output=True).returncode == 0:
+            return path, {}
+        version = subprocess.run([path, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True).stdout
+        if version and int(version.split(".")[0]) < 23:  # BuildKit built into the classic client
+            return path, {"DOCKER_BUILDKIT": "1"}
+    raise PipelineError("no docker client with BuildKit found (install docker buildx, or set MLOPS_DOCKER)")
+
+
+def ensure_base(docker: str, base: str) -> str:
+    """Use `base` if present or pullable; else build the air-gapped base from Debian packages."""
+    if subprocess.run([docker, "image", "inspect", base], capture_output=True).returncode == 0:
+        return base
+    if subprocess.run([docker, "pull", base], capture_output=True, timeout=300).returncode == 0:
+        return base
+    if subprocess.run([docker, "image", "inspect", AIR_GAPPED_BASE], capture_output=True).returncode == 0:
+        print(f"build: cannot pull {base}; using {AIR_GAPPED_BASE}")
+        return AIR_GAPPED_BASE
+    print(f"build: cannot pull {base}; building {AIR_GAPPED_BASE} with debootstrap (about 1.5 min)")
+    _run(["bash", str(BASE_SCRIPT), AIR_GAPPED_BASE], "air-gapped base image build")
+    return AIR_GAPPED_BASE
+
+
+def requirements(model_dir: Path) -> str:
+    """Pinned runtime requirements; scikit-learn and skops as recorded in the model's MLmodel."""
+    import yaml
+
+    flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]
+    pins = {}
+    for name in RUNTIME_PACKAGES:
+        try:
+            pins[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    pins["scikit-learn"] = flavor.get("sklearn_version") or pins.get("scikit-learn", "")
+    return "".join(f"{name}=={version}\n" if version else f"{name}\n" for name, version in pins.items())
+
+
+def stage_context(config, model_dir: Path, dest: Path) -> Path:  # type: ignore[no-untyped-def]
+    """Everything the Dockerfile copies, and nothing else."""
+    from model.serving.contract import from_config, write
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "model", dest / "app" / "model", ignore=ignore)
+    shutil.copytree(model_dir, dest / "artifacts" / "model", ignore=ignore)
+    write(from_config(config), dest / "artifacts" / "contract.json")
+    (dest / "requirements.txt").write_text(requirements(model_dir))
+    shutil.copy(DOCKERFILE, dest / "Dockerfile")
+    return dest
+
+
+def git_sha(root: Path) -> str:
+    result = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return os.environ.get("GITHUB_SHA") or (result.stdout.strip() if result.returncode == 0 else "unknown")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.paths import Paths
+    from pipeline.serve import resolve_model
+
+    config = load_config(args.config)
+    resolved = resolve_model(config, args.model)
+    docker, env = docker_for_build()
+    base = ensure_base(docker, args.base_image)
+    sha = git_sha(config.root)
+    repo = f"{args.registry.rstrip('/')}/{args.image or config.project}"
+    tags = [f"{repo}:git-{sha[:12]}", f"{repo}:model-{resolved.version}", *[f"{repo}:{t}" for t in args.tag]]
+    build_args = {"BASE_IMAGE": base, "GIT_SHA": sha, "MODEL_VERSION": resolved.version, "MODEL_URI": resolved.uri,
+                  "DATA_HASH": resolved.tags.get("data_hash", "unknown"),
+                  "CREATED": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "SOURCE": os.environ.get("GITHUB_SERVER_URL", "") + ("/" + os.environ["GITHUB_REPOSITORY"] if "GITHUB_REPOSITORY" in os.environ else "")}
+    with tempfile.TemporaryDirectory(prefix="mlops-build-") as tmp:
+        context = stage_context(config, resolved.path, Path(tmp))
+        cmd = [docker, "build", "--pull=false", "-q"]
+        ca = next((c for c in CA_BUNDLES if c and Path(c).is_file()), None)
+        if ca:
+            cmd += ["--secret", f"id=pipca,src={ca}"]
+        for key, value in build_args.items():
+            cmd += ["--build-arg", f"{key}={value}"]
+        for tag in tags:
+            cmd += ["-t", tag]
+        image_id = _run([*cmd, str(context)], "docker build", env=env, capture=True)
+    digest = ""
+    if not args.no_push:
+        for tag in tags:
+            _run([docker, "push", tag], "quiet docker push", capture=True)
+        repo_digests = _run([docker, "image", "inspect", "--format", "{{json .RepoDigests}}", tags[0]], "inspect", capture=True)
+        digest = next((d for d in json.loads(repo_digests) if d.startswith(repo + "@")), "")
+    result = {"image": tags[0], "tags": tags, "digest": digest, "image_id": image_id, "base_image": base,
+              "model_version": resolved.version, "model_uri": resolved.uri, "git_sha": sha}
+    out = Paths(config.root).outputs / "build.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if gh := os.environ.get("GITHUB_OUTPUT"):
+        with open(gh, "a", encoding="utf-8") as handle:
+            handle.write(f"image={digest or tags[0]}\ntags={','.join(tags)}\ndigest={digest}\n")
+    print(f"build: {digest or tags[0]} (model {resolved.version}, base {base})")
+    return 0

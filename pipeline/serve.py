@@ -1,0 +1,94 @@
+"""serve the model over HTTP (default: the `challenger` from the local MLflow registry).
+
+`mlops serve --port 8080` resolves the model (registry alias, models:/ or runs:/ URI, or a local
+MLflow model directory), derives the request contract from mlops.yaml and starts the same server
+the image runs. `resolve_model` is shared with `mlops build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+DEFAULT_ALIAS = "challenger"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A local MLflow model directory and where it came from (for /version and image labels)."""
+
+    path: Path
+    uri: str
+    version: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help=f"MLflow model directory or models:/ / runs:/ URI (default: models:/<registered_model>@{DEFAULT_ALIAS})")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=1, help="pre-forked worker processes (model loaded once, shared)")
+
+
+def resolve_model(config: Any, model: str | None) -> ResolvedModel:
+    """Turn --model (or the default alias) into a local directory, downloading registry models once."""
+    if model and Path(model).is_dir():
+        path = Path(model).resolve()
+        if not (path / "MLmodel").is_file():
+            raise PipelineError(f"--model {model}: not an MLflow model directory (no MLmodel file)")
+        return ResolvedModel(path, str(path), os.environ.get("MLOPS_MODEL_VERSION", "local"))
+    uri = model or f"models:/{config.registered_model}@{DEFAULT_ALIAS}"
+    if not uri.startswith(("models:/", "runs:/")):
+        raise PipelineError(f"--model {model}: neither a model directory nor a models:/ or runs:/ URI")
+    return _download(config, uri)
+
+
+def _download(config: Any, uri: str) -> ResolvedModel:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipeline.paths import Paths
+
+    paths = Paths(config.root)
+    mlflow.set_tracking_uri(paths.tracking_uri)
+    version, tags = "unknown", {}
+    try:
+        if uri.startswith("models:/"):
+            name, _, ref = uri.removeprefix("models:/").partition("@")
+            client = MlflowClient()
+            if ref:
+                mv = client.get_model_version_by_alias(name, ref)
+            else:
+                name, _, number = name.partition("/")
+                mv = client.get_model_version(name, number)
+            version, tags = str(mv.version), dict(mv.tags or {})
+            uri = f"models:/{name}/{version}"
+        dest = paths.state / "serving" / uri.replace(":/", "-").replace("/", "-")
+        if not (dest / "MLmodel").is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+            dest = local if (local / "MLmodel").is_file() else dest
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the user needs one line
+        raise PipelineError(f"cannot load model {uri} from {paths.tracking_uri}: {exc}. "
+                            "Train and register one first (`mlops run`, `mlops promote`) or pass --model DIR") from None
+    return ResolvedModel(dest.resolve(), uri, version, tags)
+
+
+def main(args: argparse.Namespace) -> int:
+    from model.serving.contract import from_config
+    from model.serving.server import serve
+    from pipeline.config import load_config
+
+    config = load_config(args.config)
+    resolved = resolve_model(config, args.model)
+    os.environ.setdefault("MLOPS_MODEL_VERSION", resolved.version)
+    os.environ.setdefault("MLOPS_MODEL_URI", resolved.uri)
+    for tag, env in (("git_sha", "MLOPS_GIT_SHA"), ("data_hash", "MLOPS_DATA_HASH")):
+        if tag in resolved.tags:
+            os.environ.setdefault(env, resolved.tags[tag])
+    return serve(args.host, args.port, args.workers, resolved.path, contract=from_config(config))
