@@ -1,0 +1,96 @@
+"""read_table: contract dtypes, one clear error per broken file; split: seeded, stratified, shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pipeline.config import Config
+from pipeline.data import line_of, read_table, split
+from pipeline.errors import PipelineError
+
+HEADER = "id,kind,size,count,flag,label\n"
+
+
+def tiny_config(**data: object) -> Config:
+    columns = {
+        "id": {"type": "string", "unique": True},
+        "kind": {"type": "category", "allowed": ["a", "b"]},
+        "size": {"type": "float", "nullable": True},
+        "count": {"type": "int"},
+        "flag": {"type": "bool"},
+        "label": {"type": "category", "allowed": ["no", "yes"]},
+    }
+    return Config.model_validate({
+        "project": "tiny", "task": "classification",
+        "data": {"path": "x.csv", "target": "label", "id_column": "id", "test_size": 0.25, **data},
+        "validate": {"columns": columns}, "train": {"estimator": "any"},
+    })
+
+
+def write(tmp_path: Path, content: str | bytes, name: str = "t.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def test_reads_contract_dtypes(tmp_path):
+    path = write(tmp_path, HEADER + "r1,a,1.5,3,true,yes\nr2,b,,4,false,no\n")
+    df = read_table(path, tiny_config())
+    assert str(df["size"].dtype) == "float64" and df["size"].isna().tolist() == [False, True]
+    assert df["count"].dtype == pd.Int64Dtype() and df["flag"].dtype == pd.BooleanDtype()
+    assert pd.api.types.is_string_dtype(df["kind"].dtype) and df["kind"].tolist() == ["a", "b"]
+    assert isinstance(df.index, pd.RangeIndex) and line_of(0) == 2
+
+
+def test_unparseable_value_is_kept_as_text_for_the_contract(tmp_path):
+    path = write(tmp_path, HEADER + "r1,a,heavy,3,true,yes\nr2,b,2.0,4.5,false,no\n")
+    df = read_table(path, tiny_config())
+    assert df["size"].tolist() == ["heavy", "2.0"]
+    assert df["count"].tolist() == ["3", "4.5"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty file (0 bytes)"),
+        (HEADER, "header only, no data rows"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary content"),
+        ("\n\n\n", "only blank lines"),
+        (HEADER + "r1,a,1.5,3,true,yes\nr2,b,2", "line 3: expected 6 fields, found 3 (truncated row)"),
+        (HEADER + "r1,a,1.5,3,true,yes,extra\n", "line 2: expected 6 fields, found 7 (extra fields)"),
+        (HEADER.encode() + b"r1,\xff\xfe,1.5,3,true,yes\n", "column 'kind': not UTF-8 text (first at line 2)"),
+        ("id,id,size\n1,2,3\n", "column 'id' appears twice"),
+    ],
+)
+def test_broken_files_raise_one_clear_message(tmp_path, content, message):
+    path = write(tmp_path, content)
+    with pytest.raises(PipelineError) as caught:
+        read_table(path, tiny_config())
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(PipelineError, match="nope.csv: file not found"):
+        read_table(tmp_path / "nope.csv", tiny_config())
+
+
+def labelled(n: int = 40) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"r{i}" for i in range(n)], "label": ["yes" if i % 4 == 0 else "no" for i in range(n)]})
+
+
+def test_split_is_seeded_stratified_and_disjoint():
+    df = labelled()
+    train, test = split(tiny_config(), df)
+    again, _ = split(tiny_config(), df)
+    assert train.index.equals(again.index)
+    assert set(train.index).isdisjoint(test.index) and len(train) + len(test) == len(df)
+    assert len(test) == 10 and 2 <= (test["label"] == "yes").sum() <= 3  # ~25% of each class
+
+
+def test_split_refuses_a_class_it_cannot_stratify():
+    df = labelled().assign(label=["yes"] + ["no"] * 39)
+    with pytest.raises(PipelineError, match="'label'.*>= 2 classes with >= 2 rows"):
+        split(tiny_config(), df)
