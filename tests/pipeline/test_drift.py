@@ -1,0 +1,90 @@
+"""Drift statistics (PSI, KS, chi-squared) and `mlops drift`: exit 1 and a JSON report on drift."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pipeline.cli import main
+from pipeline.config import DriftConfig
+from pipeline.drift import categorical_drift, feature_drift, ks_test, numeric_bins, proportions, psi
+from scipy import stats
+
+
+def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift():
+    assert psi([0.5, 0.5], [0.5, 0.5]) == 0.0
+    assert 0 < psi([0.5, 0.5], [0.6, 0.4]) < psi([0.5, 0.5], [0.9, 0.1])
+    assert np.isfinite(psi([1.0, 0.0], [0.0, 1.0]))  # empty bins are floored, not infinite
+
+
+def test_numeric_bins_are_reference_quantiles():
+    reference = np.arange(1000.0)
+    edges = numeric_bins(reference, 4)
+    assert np.allclose(edges, [249.75, 499.5, 749.25])
+    assert np.allclose(proportions(reference, edges), [0.25] * 4)
+
+
+def test_ks_fast_path_matches_scipy():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=30_000), rng.normal(0.02, size=20_000)
+    expected = stats.ks_2samp(a, b)
+    statistic, p_value = ks_test(a, b)
+    assert statistic == pytest.approx(expected.statistic)
+    assert p_value == pytest.approx(expected.pvalue, rel=1e-3)
+
+
+def test_feature_drift_needs_both_psi_and_the_test():
+    rng = np.random.default_rng(1)
+    settings = DriftConfig(psi_threshold=0.2, p_value=0.01)
+    reference = pd.Series(rng.normal(size=5000))
+    same = feature_drift(pd.Series(rng.normal(size=5000)), reference, True, settings)
+    moved = feature_drift(pd.Series(rng.normal(1.0, size=5000)), reference, True, settings)
+    assert not same["drifted"] and same["psi"] < 0.05
+    assert moved["drifted"] and moved["test"] == "ks" and moved["p_value"] < 1e-6
+    few = feature_drift(pd.Series([5.0, 6.0]), pd.Series([0.0, 1.0, 2.0]), True, settings)
+    assert few["psi"] > 0.2 and not few["drifted"]  # large PSI on 2 rows is not significant
+
+
+def test_categorical_drift_counts_new_categories():
+    reference = pd.Series(["a"] * 50 + ["b"] * 50)
+    result = categorical_drift(pd.Series(["a"] * 20 + ["c"] * 80), reference)
+    assert result["new_categories"] == ["c"] and result["psi"] > 1 and result["p_value"] < 1e-6
+    assert categorical_drift(pd.Series(["a"] * 10), pd.Series(["a"] * 10))["p_value"] == 1.0
+
+
+def test_all_null_feature_is_skipped_not_crashed():
+    result = feature_drift(pd.Series([None, None], dtype="float64"), pd.Series([1.0, 2.0]), True, DriftConfig())
+    assert result["skipped"] == "no non-null values" and not result["drifted"]
+
+
+def run_drift(config_path, data, output, capsys):
+    code = main(["--config", str(config_path), "drift", "--data", str(data), "--output", str(output)])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_mlops_drift_passes_on_the_bundled_data(make_config, tmp_path, capsys):
+    config = make_config()
+    code, text = run_drift(config, tmp_path / "data" / "penguins.csv", tmp_path / "drift.json", capsys)
+    assert code == 0, text
+    report = json.loads((tmp_path / "drift.json").read_text())
+    assert report["drifted"] == [] and "body_mass_g" in report["features"]
+    assert "drift: 0 of 9 features drifted" in text
+
+
+def test_mlops_drift_exits_1_and_says_retrain(make_config, tmp_path, capsys):
+    config = make_config()
+    heavier = pd.read_csv(tmp_path / "data" / "penguins.csv")
+    heavier["body_mass_g"] += 1500
+    heavier.to_csv(tmp_path / "heavier.csv", index=False)
+    code, text = run_drift(config, tmp_path / "heavier.csv", tmp_path / "drift.json", capsys)
+    assert code == 1
+    assert "drift detected: retrain" in text and "column 'body_mass_g'" in text
+    assert json.loads((tmp_path / "drift.json").read_text())["drifted"] == ["body_mass_g"]
+
+
+def test_mlops_drift_on_a_missing_file_is_a_clean_error(make_config, tmp_path, capsys):
+    code, text = run_drift(make_config(), tmp_path / "nope.csv", tmp_path / "drift.json", capsys)
+    assert code == 1 and "nope.csv: file not found" in text and "Traceback" not in text
