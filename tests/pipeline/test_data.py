@@ -62,6 +62,8 @@ def test_unparseable_value_is_kept_as_text_for_the_contract(tmp_path):
         (HEADER + "r1,a,1.5,3,true,yes,extra\n", "line 2: expected 6 fields, found 7 (extra fields)"),
         (HEADER.encode() + b"r1,\xff\xfe,1.5,3,true,yes\n", "column 'kind': not UTF-8 text (first at line 2)"),
         ("id,id,size\n1,2,3\n", "column 'id' appears twice"),
+        ("id;kind;size\n1;a;2\n", "looks semicolon-separated, expected commas"),
+        (HEADER + "r1,a,1.5,3,true,yes\n" * 200_000 + "r2,\x00,1,1,true,no\n", "binary content"),
     ],
 )
 def test_broken_files_raise_one_clear_message(tmp_path, content, message):
