@@ -2,7 +2,7 @@
 # Build the air-gapped base image (default tag local/python-base:3.11) from Debian packages only.
 #
 # Why: where Docker Hub cannot be reached, `FROM python:3.11-slim` cannot be pulled. This makes an
-# equivalent base (Debian bookworm, Python 3.11, venv, pip, CA certificates) with debootstrap and
+# equivalent base (Debian bookworm, Python 3.11, venv with its bundled pip, CA certificates) with debootstrap and
 # `docker import`, so `docker build --build-arg BASE_IMAGE=local/python-base:3.11` works offline
 # from a Debian mirror. Needs root, debootstrap and a running Docker engine. About 1.5 minutes.
 #
@@ -15,11 +15,12 @@ root="$(mktemp -d /tmp/python-base.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
 
 debootstrap --variant=minbase \
-  --include=python3,python3-venv,python3-pip,ca-certificates \
+  --include=python3,python3-venv,ca-certificates \
   bookworm "$root" "$mirror" >/dev/null
 
-# Trim what a server never reads: docs, man pages, locales, apt lists and caches.
-rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+# Trim what a server never reads: docs, man pages, locales, apt lists and the downloaded .debs.
+rm -rf "$root"/var/cache/apt/archives/*.deb \
+  "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
   "$root"/usr/share/locale/* "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin \
   "$root"/var/cache/debconf/*-old "$root"/var/log/*
 find "$root/usr/lib/python3" -name '__pycache__' -prune -exec rm -rf {} +

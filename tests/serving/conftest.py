@@ -1,0 +1,66 @@
+"""Fixtures for the serving tests: a real model trained from the template (saved the way
+`mlops train` saves it: MLflow sklearn flavor, skops, signature), and the app around it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def config():
+    from pipeline.config import load_config
+
+    return load_config(REPO / "mlops.yaml")
+
+
+@pytest.fixture(scope="session")
+def contract(config):
+    from model.serving.contract import from_config
+
+    return from_config(config)
+
+
+@pytest.fixture(scope="session")
+def model_dir(config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow model directory trained on the bundled data with the template's own model code."""
+    import mlflow.sklearn
+    import pandas as pd
+    import skops.io as sio
+    from mlflow.models import infer_signature
+
+    from model import build_model
+
+    frame = pd.read_csv(REPO / config.data.path)
+    features, target = frame[config.feature_columns], frame[config.data.target]
+    fitted = build_model(config).fit(features, target)
+    out = tmp_path_factory.mktemp("model") / "model"
+    mlflow.sklearn.save_model(
+        fitted, out, serialization_format="skops",
+        skops_trusted_types=sio.get_untrusted_types(data=sio.dumps(fitted)),
+        signature=infer_signature(features, fitted.predict(features)), input_example=features.head(3),
+        pip_requirements=["scikit-learn", "skops"],
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def good_row() -> dict:
+    return {"species": "Gentoo", "island": "Biscoe", "clutch_completion": "yes", "culmen_length_mm": 50.5,
+            "culmen_depth_mm": 16.0, "flipper_length_mm": 228.0, "body_mass_g": 5800.0, "delta_15n": 8.3, "delta_13c": -26.1}
+
+
+@pytest.fixture()
+def client(model_dir: Path, contract) -> Iterator:
+    from fastapi.testclient import TestClient
+
+    from model.serving.app import create_app
+    from model.serving.settings import Settings
+
+    app = create_app(Settings(model_dir=model_dir, model_version="7", git_sha="abc123"), contract)
+    with TestClient(app) as test_client:
+        yield test_client

@@ -1,0 +1,108 @@
+"""The serving app in process (FastAPI TestClient, real model): routes, limits, errors, metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.serving.catalog import BAD_REQUESTS, GOOD_ROW
+
+
+def test_ready_health_version(client) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/ready").status_code == 200
+    version = client.get("/version").json()
+    assert version["model_version"] == "7" and version["git_sha"] == "abc123"
+    assert set(version) == {"git_sha", "model_version", "model_uri", "data_hash", "image_digest"}
+
+
+def test_predict_one_row_known_answer(client, config) -> None:
+    cases = config.evaluate.behaviour.minimum
+    rows = [{k: v for k, v in case.row.items() if k in config.feature_columns} for case in cases]
+    answer = client.post("/predict", json={"rows": rows}).json()
+    assert answer["predictions"] == [case.expect for case in cases]
+    assert answer["classes"] == ["female", "male"]
+    assert all(abs(sum(p) - 1) < 1e-9 for p in answer["probabilities"])
+
+
+def test_predict_batch_with_missing_nullable_values(client) -> None:
+    rows = [GOOD_ROW, {**GOOD_ROW, "delta_15n": None}, {k: v for k, v in GOOD_ROW.items() if k != "delta_13c"}]
+    answer = client.post("/predict", json={"rows": rows * 300})
+    assert answer.status_code == 200
+    assert len(answer.json()["predictions"]) == 900
+
+
+def test_integers_accepted_for_float_fields(client) -> None:
+    assert client.post("/predict", json={"rows": [{**GOOD_ROW, "body_mass_g": 5800}]}).status_code == 200
+
+
+@pytest.mark.parametrize(("name", "body", "content_type", "status", "field"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_request_gets_documented_status(client, name, body, content_type, status, field) -> None:
+    response = client.post("/predict", content=body, headers={"content-type": content_type})
+    assert response.status_code == status, response.text[:300]
+    payload = response.json()
+    assert payload["detail"]
+    if status == 422 and field:
+        named = {str(part) for error in payload["errors"] for part in error["loc"]}
+        assert field in named, payload
+
+
+def test_documented_statuses_match_openapi(client) -> None:
+    doc = client.get("/openapi.json").json()
+    documented = set(doc["paths"]["/predict"]["post"]["responses"])
+    assert {str(b[3]) for b in BAD_REQUESTS} <= documented
+    row = doc["components"]["schemas"]["Row"]
+    assert row["additionalProperties"] is False
+    assert row["properties"]["island"]["enum"] == ["Biscoe", "Dream", "Torgersen"]
+    assert row["properties"]["body_mass_g"]["maximum"] == 7000
+
+
+def test_metrics_cover_traffic_inputs_predictions_and_version(client) -> None:
+    client.post("/predict", json={"rows": [GOOD_ROW, {**GOOD_ROW, "delta_15n": None}]})
+    client.post("/predict", content=b"{", headers={"content-type": "application/json"})
+    text = client.get("/metrics").text
+    assert 'serving_requests_total{method="POST",route="/predict",status="200"}' in text
+    assert 'serving_requests_total{method="POST",route="/predict",status="400"}' in text
+    assert "serving_request_duration_seconds_bucket" in text
+    assert 'serving_feature_missing_total{feature="delta_15n"}' in text
+    assert 'serving_feature_value_sum{feature="body_mass_g"}' in text
+    assert 'serving_feature_category_total{feature="species",value="Gentoo"}' in text
+    assert 'serving_predictions_total{label="male"}' in text
+    assert 'serving_model_info{git_sha="abc123",model_version="7"} 1.0' in text
+
+
+def test_not_ready_before_warm_up(model_dir, contract) -> None:
+    from fastapi.testclient import TestClient
+
+    from model.serving.app import create_app
+    from model.serving.settings import Settings
+
+    app = create_app(Settings(model_dir=model_dir), contract)
+    plain = TestClient(app)  # no lifespan: the model is never loaded
+    assert plain.get("/ready").status_code == 503
+    assert plain.post("/predict", json={"rows": [GOOD_ROW]}).status_code == 503
+    assert plain.get("/health").status_code == 200
+
+
+def test_draining_flips_readiness_and_closes_connections(client) -> None:
+    client.app.state.serving.draining = True
+    response = client.get("/ready")
+    assert response.status_code == 503 and response.json()["detail"] == "draining"
+    assert response.headers["connection"] == "close"
+
+
+def test_prediction_timeout_answers_503(model_dir, contract) -> None:
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from model.serving.app import create_app
+    from model.serving.settings import Settings
+
+    app = create_app(Settings(model_dir=model_dir, predict_timeout=0.2), contract)
+    with TestClient(app) as slow_client:
+        predictor = app.state.serving.predictor
+        original = predictor.predict
+        predictor.predict = lambda frame: (time.sleep(1), original(frame))[1]  # a model that hangs
+        response = slow_client.post("/predict", json={"rows": [GOOD_ROW]})
+    assert response.status_code == 503
+    assert "longer than" in response.json()["detail"]
