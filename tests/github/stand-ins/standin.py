@@ -1,0 +1,197 @@
+"""TEST STAND-INS for remote actions under act (see README.md). Standard library only.
+
+State lives in $STANDIN_STATE (set by the tests with `act --env`): `cache/` for the cache
+archives, `artifacts/RUN_ID/NAME/` for artifacts, `cml-calls.jsonl` for the CML recorder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+
+def state() -> Path:
+    root = Path(os.environ["STANDIN_STATE"])
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def workspace() -> Path:
+    return Path(os.environ.get("GITHUB_WORKSPACE", os.getcwd()))
+
+
+def set_output(**values: str) -> None:
+    with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
+        for key, value in values.items():
+            handle.write(f"{key}={value}\n")
+
+
+def lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def resolve(path: str) -> Path:
+    expanded = Path(os.path.expanduser(path))
+    return expanded if expanded.is_absolute() else workspace() / expanded
+
+
+# ---------------------------------------------------------------- setup-python
+def setup_python(version: str) -> int:
+    found = ".".join(map(str, sys.version_info[:3]))
+    if version and not (found == version or found.startswith(version + ".")):
+        print(f"::error::stand-in setup-python: python on PATH is {found}, workflow asked for {version}")
+        return 1
+    print(f"stand-in setup-python: using {sys.executable} ({found})")
+    set_output(**{"python-version": found, "python-path": sys.executable})
+    return 0
+
+
+# ---------------------------------------------------------------- cache
+def _index() -> tuple[Path, dict[str, dict[str, object]]]:
+    path = state() / "cache" / "index.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path, (json.loads(path.read_text()) if path.is_file() else {})
+
+
+def cache_save(paths_text: str, key: str) -> int:
+    index_path, index = _index()
+    if key in index:
+        print(f"::warning::Cache save failed: a cache with key {key} already exists")
+        return 0
+    includes = [p for p in lines(paths_text) if not p.startswith("!")]
+    excludes = [resolve(p[1:]) for p in lines(paths_text) if p.startswith("!")]
+    archive = state() / "cache" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".tar")
+    saved = []
+    with tarfile.open(archive, "w") as tar:
+        for number, raw in enumerate(includes):
+            root = resolve(raw)
+            if not root.exists():
+                continue
+            saved.append(raw)
+
+            def keep(info: tarfile.TarInfo, root: Path = root, number: int = number) -> tarfile.TarInfo | None:
+                rel = info.name.split("/", 1)[1] if "/" in info.name else ""
+                target = root / rel if rel else root
+                return None if any(target == ex or ex in target.parents for ex in excludes) else info
+
+            tar.add(root, arcname=str(number), filter=keep)
+    if not saved:
+        archive.unlink()
+        print("::warning::Path Validation Error: Path(s) specified in the action for caching do(es) not exist, hence no cache is being saved.")
+        return 0
+    index[key] = {"file": archive.name, "paths": includes, "time": time.time()}
+    index_path.write_text(json.dumps(index, indent=1))
+    print(f"stand-in cache: saved {', '.join(saved)} under key {key}")
+    return 0
+
+
+def cache_restore(paths_text: str, key: str, restore_keys: str, fail: bool, lookup: bool) -> int:
+    _, index = _index()
+    matched = key if key in index else None
+    if matched is None:
+        for prefix in lines(restore_keys):
+            candidates = sorted((k for k in index if k.startswith(prefix)), key=lambda k: index[k]["time"], reverse=True)
+            if candidates:
+                matched = candidates[0]
+                break
+    set_output(**{"cache-primary-key": key, "cache-hit": str(matched == key).lower(), "cache-matched-key": matched or ""})
+    if matched is None:
+        print(f"stand-in cache: Cache not found for input keys: {key}")
+        return 1 if fail else 0
+    if lookup:
+        print(f"stand-in cache: found {matched} (lookup only)")
+        return 0
+    entry = index[matched]
+    includes = [p for p in lines(paths_text) if not p.startswith("!")]
+    with tarfile.open(state() / "cache" / str(entry["file"])) as tar:
+        for member in tar.getmembers():
+            number, _, rel = member.name.partition("/")
+            saved_paths = list(entry["paths"])  # type: ignore[arg-type]
+            raw = saved_paths[int(number)]
+            if raw not in includes:
+                continue
+            target = resolve(raw) / rel if rel else resolve(raw)
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None
+                target.write_bytes(source.read())
+    print(f"stand-in cache: Cache restored from key: {matched}")
+    return 0
+
+
+# ---------------------------------------------------------------- artifacts
+def _artifact_dir(run_id: str, name: str) -> Path:
+    return state() / "artifacts" / (run_id or os.environ.get("GITHUB_RUN_ID", "0")) / name
+
+
+def upload(name: str, paths_text: str, if_no_files: str) -> int:
+    patterns = lines(paths_text)
+    files: list[Path] = []
+    roots: list[Path] = []
+    for pattern in patterns:
+        full = str(resolve(pattern.rstrip("/")))
+        head = full.split("*", 1)[0]
+        roots.append(Path(head) if Path(head).is_dir() and "*" not in full else Path(head).parent)
+        for match in glob.glob(full, recursive=True):
+            path = Path(match)
+            files += [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        message = f"No files were found with the provided path: {paths_text.strip()}. No artifacts will be uploaded."
+        print(f"::{'error' if if_no_files == 'error' else 'warning'}::{message}")
+        return 1 if if_no_files == "error" else 0
+    root = Path(os.path.commonpath([str(r) for r in roots]))
+    dest = _artifact_dir("", name)
+    if dest.exists():
+        shutil.rmtree(dest)
+    for file in files:
+        target = dest / file.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, target)
+    print(f"stand-in upload-artifact: {len(files)} file(s) as {name!r}")
+    set_output(**{"artifact-id": str(abs(hash(name)) % 100000)})
+    return 0
+
+
+def download(name: str, path: str, run_id: str) -> int:
+    source = _artifact_dir(run_id, name)
+    if not source.is_dir():
+        print(f"::error::Unable to download artifact(s): Artifact not found for name: {name}")
+        return 1
+    dest = resolve(path)
+    shutil.copytree(source, dest, dirs_exist_ok=True, symlinks=True)
+    print(f"stand-in download-artifact: {name!r} of run {run_id or 'this run'} to {dest}")
+    set_output(**{"download-path": str(dest)})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["setup-python", "cache-restore", "cache-save", "upload", "download"])
+    parser.add_argument("--version", default="")
+    args = parser.parse_args(argv)
+    env = os.environ.get
+    if args.command == "setup-python":
+        return setup_python(args.version)
+    if args.command == "cache-save":
+        return cache_save(env("IN_PATH", ""), env("IN_KEY", ""))
+    if args.command == "cache-restore":
+        return cache_restore(env("IN_PATH", ""), env("IN_KEY", ""), env("IN_RESTORE_KEYS", ""),
+                             env("IN_FAIL") == "true", env("IN_LOOKUP") == "true")
+    if args.command == "upload":
+        return upload(env("IN_NAME", "artifact"), env("IN_PATH", ""), env("IN_IF_NO_FILES", "warn"))
+    return download(env("IN_NAME", ""), env("IN_PATH", "."), env("IN_RUN_ID", ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

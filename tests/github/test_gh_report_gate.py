@@ -1,0 +1,187 @@
+"""The report gate (.github/scripts/report_gate.py): what the privileged comment workflow accepts.
+
+Each refusal case is a tampered artifact a malicious pull request could upload; the fork case
+queries a local fake of the GitHub REST API (a real HTTP server in a thread, recording requests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = importlib.util.spec_from_file_location("report_gate", REPO / ".github" / "scripts" / "report_gate.py")
+gate = importlib.util.module_from_spec(SPEC)  # type: ignore[arg-type]
+sys.modules[SPEC.name] = gate
+SPEC.loader.exec_module(gate)  # type: ignore[union-attr]
+
+SHA = "a" * 40
+REPORT = """<!-- mlops-report -->
+## ✅ penguins-sex: Every data check and model test passed
+
+| metric | challenger | champion |
+|---|---:|---:|
+| accuracy | 0.94 | 0.93 |
+
+```mermaid
+xychart-beta
+  y-axis "score" 0 --> 1
+  bar [0.94]
+```
+
+<details>
+<summary>Lineage</summary>
+
+- git sha: `abc`
+
+</details>
+<sub>PNG plots written as files</sub>
+"""
+
+
+def event(pr: int = 7, sha: str = SHA, fork: bool = False, kind: str = "pull_request") -> dict:
+    return {"workflow_run": {
+        "id": 42, "event": kind, "head_sha": sha, "head_branch": "feature",
+        "head_repository": {"full_name": f"{'contributor' if fork else 'acme'}/model", "owner": {"login": "contributor" if fork else "acme"}},
+        "pull_requests": [] if fork else [{"number": pr, "head": {"sha": sha}}],
+    }}
+
+
+@pytest.fixture()
+def artifact(tmp_path: Path) -> Path:
+    report = tmp_path / "report.md"
+    report.write_text(REPORT, encoding="utf-8")
+    out = tmp_path / "artifact"
+    gate.pack(report, 7, SHA, out)
+    return out
+
+
+def check(artifact: Path, tmp_path: Path, ev: dict | None = None, api: str = "") -> tuple[int, Path]:
+    return gate.check(artifact, ev or event(), tmp_path / "vetted", api, "acme/model", "token")
+
+
+def test_pack_then_check_accepts_the_report(artifact: Path, tmp_path: Path) -> None:
+    assert sorted(p.name for p in artifact.iterdir()) == ["meta.json", "report.md"]
+    pr, vetted = check(artifact, tmp_path)
+    assert pr == 7
+    assert vetted.read_text(encoding="utf-8") == REPORT
+
+
+def test_the_pipeline_report_passes_the_format_check() -> None:
+    """The report pipeline/report.py writes (its constant marker and structure) is accepted."""
+    from pipeline.report import MARKER
+
+    assert MARKER == gate.MARKER
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        (lambda a: (a / "meta.json").write_text(json.dumps({"version": 1, "pr": 8, "head_sha": SHA})), "pr 8 is not"),
+        (lambda a: (a / "meta.json").write_text(json.dumps({"version": 1, "pr": 7, "head_sha": "b" * 40})), "head_sha"),
+        (lambda a: (a / "meta.json").write_text("{not json"), "not valid JSON"),
+        (lambda a: (a / "meta.json").write_text(json.dumps({"version": 1, "pr": "7", "head_sha": SHA})), "positive integer"),
+        (lambda a: (a / "meta.json").write_text(json.dumps({"version": 1, "pr": 7, "head_sha": SHA, "x": 1})), "exactly the keys"),
+        (lambda a: (a / "report.md").write_text(REPORT + "x" * gate.MAX_REPORT_BYTES), "more than the limit"),
+        (lambda a: (a / "report.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary"), "not UTF-8"),
+        (lambda a: (a / "report.md").write_text("just some text\n"), "report marker"),
+        (lambda a: (a / "report.md").write_text(REPORT + "<img src=https://evil.example/p.png>\n"), "<img>"),
+        (lambda a: (a / "report.md").write_text(REPORT + "<script>alert(1)</script>\n"), "<script>"),
+        (lambda a: (a / "report.md").write_text(REPORT + "![x](https://evil.example/p.png)\n"), "images"),
+        (lambda a: (a / "report.md").write_text(REPORT + "<!-- hidden -->\n"), "HTML comment"),
+        (lambda a: (a / "report.md").write_text(REPORT + "bell \x07\n"), "control characters"),
+        (lambda a: (a / "extra.sh").write_text("echo hi\n"), "unexpected files"),
+        (lambda a: (a / "meta.json").unlink(), "meta.json missing"),
+    ],
+    ids=["wrong-pr", "wrong-sha", "bad-json", "pr-string", "extra-key", "oversized", "binary", "no-marker",
+         "img-tag", "script-tag", "md-image", "hidden-comment", "control-char", "extra-file", "no-meta"],
+)
+def test_tampered_artifacts_are_refused(artifact: Path, tmp_path: Path, tamper, reason: str) -> None:
+    tamper(artifact)
+    with pytest.raises(gate.Refused, match=reason.replace("(", r"\(").replace("<", "<")):
+        check(artifact, tmp_path)
+    assert not (tmp_path / "vetted" / "report.md").exists()
+
+
+def test_a_symlinked_report_is_refused(artifact: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.md"
+    secret.write_text(REPORT)
+    (artifact / "report.md").unlink()
+    os.symlink(secret, artifact / "report.md")
+    with pytest.raises(gate.Refused, match="not a regular file"):
+        check(artifact, tmp_path)
+
+
+def test_a_run_not_from_a_pull_request_is_refused(artifact: Path, tmp_path: Path) -> None:
+    with pytest.raises(gate.Refused, match="not a pull_request run"):
+        check(artifact, tmp_path, event(kind="push"))
+
+
+def test_tags_inside_code_fences_are_data_not_html(tmp_path: Path) -> None:
+    text = REPORT + "```\n<script>in a fence</script>\n```\n"
+    assert gate.check_markdown(text.encode()) == []
+
+
+class FakeGitHub(BaseHTTPRequestHandler):
+    """GET /repos/OWNER/REPO/pulls?head=OWNER:BRANCH: answers from `pulls`, records each request."""
+
+    pulls: list[dict] = []
+    requests: list[tuple[str, str | None]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        FakeGitHub.requests.append((self.path, self.headers.get("Authorization")))
+        body = json.dumps(FakeGitHub.pulls if self.path.startswith("/repos/acme/model/pulls?") else []).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake_api():
+    server = HTTPServer(("127.0.0.1", 0), FakeGitHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeGitHub.requests = []
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_fork_pr_number_comes_from_the_api(artifact: Path, tmp_path: Path, fake_api: str) -> None:
+    """GitHub lists no PRs in workflow_run for forks: the gate asks the API for owner:branch."""
+    FakeGitHub.pulls = [{"number": 7, "head": {"sha": SHA}}, {"number": 9, "head": {"sha": "c" * 40}}]
+    pr, _ = check(artifact, tmp_path, event(fork=True), api=fake_api)
+    assert pr == 7
+    path, auth = FakeGitHub.requests[0]
+    assert path.startswith("/repos/acme/model/pulls?") and "head=contributor%3Afeature" in path
+    assert auth == "Bearer token"
+
+
+def test_fork_artifact_claiming_another_pr_is_refused(artifact: Path, tmp_path: Path, fake_api: str) -> None:
+    FakeGitHub.pulls = [{"number": 9, "head": {"sha": SHA}}]
+    with pytest.raises(gate.Refused, match="pr 7 is not the triggering run's pull request"):
+        check(artifact, tmp_path, event(fork=True), api=fake_api)
+
+
+def test_main_writes_step_outputs_and_refuses_with_error_lines(artifact: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event()))
+    outputs = tmp_path / "github_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    argv = ["check", "--artifact", str(artifact), "--event", str(event_file), "--out", str(tmp_path / "vetted")]
+    assert gate.main(argv) == 0
+    assert "pr=7\n" in outputs.read_text()
+    event_file.write_text(json.dumps(event(pr=8)))
+    assert gate.main(argv) == 1
+    assert "::error title=report refused::" in capsys.readouterr().out
