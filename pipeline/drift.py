@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # Proportions are floored at this before PSI's log ratio, so an empty bin is finite but large.
 EPSILON = 1e-4
-# Drift is measured on at most this many rows per side (a seeded sample of whole rows): at that
+# Drift is measured on about this many rows per side (a seeded sample of whole rows): at that
 # size PSI's sampling noise is ~1e-4 and the tests detect shifts far below any sensible
 # threshold, and a 1M-row check stays well under a second.
 MAX_ROWS = 100_000
@@ -113,13 +113,17 @@ def categorical_drift(current: pd.Series, reference: pd.Series) -> dict[str, Any
 
 
 def sample_rows(frame: pd.DataFrame, seed: int, limit: int = MAX_ROWS) -> pd.DataFrame:
-    """At most `limit` rows of `frame`, drawn with `seed` (the frame itself when small enough)."""
+    """About `limit` rows of `frame`, kept with `seed` (the frame itself when small enough).
+
+    Each row is kept with probability limit/len: one pass of random numbers, where drawing an
+    exact-size sample without replacement would shuffle all rows.
+    """
     import numpy as np
 
     if len(frame) <= limit:
         return frame
-    positions = np.sort(np.random.default_rng(seed).choice(len(frame), limit, replace=False))
-    return frame.iloc[positions]
+    keep = np.random.default_rng(seed).random(len(frame)) < limit / len(frame)
+    return frame.iloc[np.flatnonzero(keep)]
 
 
 def feature_drift(current: pd.Series, reference: pd.Series, numeric: bool, settings: DriftConfig) -> dict[str, Any]:
@@ -152,8 +156,9 @@ def drift_report(config: Config, data: pd.DataFrame, reference: pd.DataFrame) ->
     features: dict[str, Any] = {}
     missing: list[str] = []
     totals = {"rows": int(len(data)), "reference_rows": int(len(reference))}
-    sampled = {"rows": min(len(data), MAX_ROWS), "reference_rows": min(len(reference), MAX_ROWS)}
-    data, reference = sample_rows(data, config.seed), sample_rows(reference, config.seed + 1)
+    names = [n for n in config.feature_columns if n in data.columns and n in reference.columns]
+    data, reference = sample_rows(data[names], config.seed), sample_rows(reference[names], config.seed + 1)
+    sampled = {"rows": int(len(data)), "reference_rows": int(len(reference))}
     for name in config.feature_columns:
         if name not in data.columns or name not in reference.columns:
             missing.append(name)
