@@ -31,8 +31,8 @@ STEP_OUTPUTS: dict[str, dict[str, tuple[str, str | None]]] = {
     "report": {"verdict": ("summary.json", "verdict"), "report": ("report.md", None), "summary": ("summary.json", None)},
     "promote": {"model-version": ("promote.json", "version"), "moved": ("promote.json", "moved"), "result": ("promote.json", None)},
     "run": {"verdict": ("summary.json", "verdict"), "report": ("report.md", None), "summary": ("summary.json", None)},
-    "build": {"result": ("build.json", None)},
-    "deploy": {"result": ("deploy.json", None)},
+    "build": {"model-version": ("build.json", "model_version"), "result": ("build.json", None)},
+    "deploy": {},
     "drift": {"result": ("drift.json", None)},
 }
 SUMMARY_LINES = 50  # problem lines shown in the job summary; the log has them all
