@@ -28,6 +28,8 @@ ESTIMATORS: dict[str, dict[str, Callable[..., BaseEstimator]]] = {  # FORK: add 
     "linear": {"classification": LogisticRegression, "regression": Ridge},
 }
 
+# Defaults applied unless train.params sets them (all cores for the forest).
+DEFAULTS: dict[str, dict[str, Any]] = {"random_forest": {"n_jobs": -1}}
 SEEDED = ("random_state",)
 
 
@@ -39,13 +41,11 @@ def build_estimator(task: str, name: str, params: dict[str, Any], seed: int) -> 
     if factory is None:
         raise PipelineError(f"train.estimator: {name!r} does not support task {task!r}")
     try:
-        estimator = factory(**params)
+        estimator = factory(**{**DEFAULTS.get(name, {}), **params})
     except TypeError as exc:
         raise PipelineError(f"train.params: {exc}") from None
     accepted = estimator.get_params()
     for key in SEEDED:
         if key in accepted and key not in params:
             estimator.set_params(**{key: seed})
-    if "n_jobs" in accepted and "n_jobs" not in params:
-        estimator.set_params(n_jobs=-1)
     return estimator

@@ -28,8 +28,12 @@ class Paths:
         return self.state / "cache.json"
 
     @property
+    def local_tracking_uri(self) -> str:
+        return f"sqlite:///{self.state / 'mlflow.db'}"
+
+    @property
     def tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.state / 'mlflow.db'}"
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.local_tracking_uri
 
     @property
     def artifact_root(self) -> Path:

@@ -46,7 +46,7 @@ def champion_fingerprint(config: Config, override: str | None) -> str:
     paths = Paths(config.root)
     if override:
         return "path:" + _file_digest(Path(override) / "MLmodel")
-    if os.environ.get("MLFLOW_TRACKING_URI"):
+    if paths.tracking_uri != paths.local_tracking_uri:
         return f"volatile:{time.time()}"  # a remote registry may move `champion` at any time
     registry_file = paths.state / "registry.json"
     aliases = json.loads(registry_file.read_text()).get("aliases", {}) if registry_file.is_file() else {}

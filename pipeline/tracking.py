@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import warnings
@@ -31,6 +32,8 @@ def configure(config: Config) -> str:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     import mlflow
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     paths = Paths(config.root)
     uri = paths.tracking_uri
     if uri.startswith("sqlite:///"):

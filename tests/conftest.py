@@ -28,6 +28,31 @@ def need_binary(name: str) -> str:
 
 
 @pytest.fixture()
+def make_config(tmp_path: Path):
+    """Write a variant of the bundled mlops.yaml (and its data) into tmp_path; return its path."""
+    import yaml
+
+    def make(mutate=lambda raw: None) -> Path:
+        raw = yaml.safe_load((REPO / "mlops.yaml").read_text())
+        mutate(raw)
+        (tmp_path / "data").mkdir(exist_ok=True)
+        for name in ("penguins.csv", "reference.csv"):
+            shutil.copy(REPO / "data" / name, tmp_path / "data" / name)
+        path = tmp_path / "mlops.yaml"
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return path
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _local_tracking(monkeypatch):
+    """Tests use the per-folder sqlite store, never a server configured in the shell."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLOPS_OUTPUTS", raising=False)
+
+
+@pytest.fixture()
 def repo_copy(tmp_path: Path) -> Path:
     """A copy of the template (config, data, code) in a temp folder, with fresh state."""
     dest = tmp_path / "repo"

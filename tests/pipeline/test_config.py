@@ -1,0 +1,57 @@
+"""mlops.yaml is parsed once; every mistake fails at start-up naming the key or file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pipeline.config import load_config
+from pipeline.errors import PipelineError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bundled_config_loads_with_derived_features():
+    config = load_config(REPO / "mlops.yaml")
+    assert config.task == "classification"
+    assert config.data.target not in config.feature_columns
+    assert "sample_id" not in config.feature_columns and "year" not in config.feature_columns
+    assert config.positive_class == "male"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["train"].update(estimatr="x"), "train.estimatr: unknown key"),
+        (lambda c: c.update(tsk="classification"), "tsk: unknown key"),
+        (lambda c: c["validate"]["columns"]["species"].update(allowd=["a"]), "validate.columns.species.allowd: unknown key"),
+        (lambda c: c["data"].update(test_size="a lot"), "data.test_size"),
+        (lambda c: c.update(task="clustering"), "task"),
+        (lambda c: c["evaluate"]["gates"][0].update(direction="up"), "evaluate.gates.0.direction"),
+        (lambda c: c["data"].pop("target"), "data.target: required key is missing"),
+        (lambda c: c["data"].update(path="data/nope.csv"), "data.path: file not found: data/nope.csv"),
+        (lambda c: c["data"].update(target="weight"), "data.target 'weight' is not declared"),
+    ],
+)
+def test_config_mistakes_name_the_key(make_config, mutate, expected):
+    path = make_config(mutate)
+    with pytest.raises(PipelineError) as caught:
+        load_config(path)
+    assert expected in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(PipelineError, match="nowhere.yaml: config file not found"):
+        load_config(tmp_path / "nowhere.yaml")
+
+
+def test_regression_task_needs_no_positive_class(make_config):
+    def to_regression(c):
+        c["task"] = "regression"
+        c["data"]["target"] = "body_mass_g"
+        c["data"].pop("positive_class")
+
+    config = load_config(make_config(to_regression))
+    assert config.positive_class is None
+    assert "body_mass_g" not in config.feature_columns
