@@ -117,3 +117,23 @@ def test_champion_from_a_model_directory(repo_copy, tmp_path):
     assert evaluation["champion"]["source"] == str(champion)
     assert evaluation["champion_metrics"]["roc_auc"] > 0.5
     assert "| roc_auc |" in (repo_copy / "outputs" / "report.md").read_text()
+
+
+def test_regression_task_runs_end_to_end(repo_copy):
+    def regression(raw):
+        raw["task"] = "regression"
+        raw["data"].update(target="body_mass_g")
+        raw["data"].pop("positive_class")
+        raw["train"] = {"estimator": "hist_gradient_boosting", "params": {"max_iter": 50}}
+        raw["evaluate"] = {
+            "gates": [{"metric": "r2", "threshold": 0.7}, {"metric": "rmse", "threshold": 450, "direction": "lower"}],
+            "slices": [{"column": "species", "metric": "mae", "max": 450}],
+            "champion": {"metric": "rmse", "direction": "lower", "tolerance": 25},
+            "behaviour": {"directional": [{"name": "longer flippers, heavier", "column": "flipper_length_mm", "delta": 15, "expect": "increase", "min_rate": 0.6}]},
+        }
+
+    edit_config(repo_copy, regression)
+    result = mlops(repo_copy, "run")
+    assert result.returncode == 0, result.stderr
+    report = (repo_copy / "outputs" / "report.md").read_text()
+    assert "| rmse |" in report and "Residuals (actual − predicted)" in report
