@@ -184,33 +184,52 @@ def _to_pandas(path: Path, table) -> pd.DataFrame:  # table: pyarrow.Table
 
 
 def split_indices(config: Config, df: pd.DataFrame):  # -> tuple[np.ndarray, np.ndarray]
-    """Positions of the train and test rows: seeded, stratified on the target for classification."""
+    """Sorted positions of the train and test rows: seeded, stratified on the target for classification.
+
+    Plain numpy instead of scikit-learn's `train_test_split`: the same idea (ceil(test_size * n)
+    test rows, each class in proportion, largest remainders rounded up), vectorised, and it keeps
+    scikit-learn's ~1.5 s import out of `mlops validate`.
+    """
     import numpy as np
     import pandas as pd
-    from sklearn.model_selection import train_test_split
 
     target = config.data.target
     if target not in df.columns:
         raise PipelineError(f"column {target!r}: target column missing, cannot split")
-    stratify = None
-    if config.task == "classification":
-        labels = df[target]
-        if labels.isna().any():
-            raise PipelineError(f"column {target!r}: {int(labels.isna().sum())} rows without a label, cannot stratify")
-        counts = labels.value_counts()
-        if len(counts) < 2 or counts.min() < 2:
-            raise PipelineError(
-                f"column {target!r}: a stratified split needs >= 2 classes with >= 2 rows each, observed {counts.to_dict()}"
-            )
-        stratify = pd.factorize(labels, sort=True)[0]  # integer codes: same split, far faster than strings
-    positions = np.arange(len(df))
-    try:
-        train, test = train_test_split(
-            positions, test_size=config.data.test_size, random_state=config.seed, stratify=stratify
-        )
-    except ValueError as exc:
-        raise PipelineError(f"cannot split {len(df)} rows with test_size={config.data.test_size}: {exc}") from None
-    return np.sort(train), np.sort(test)
+    n = len(df)
+    n_test = int(np.ceil(config.data.test_size * n))
+    if n_test < 1 or n_test >= n:
+        raise PipelineError(f"cannot split {n} rows with data.test_size={config.data.test_size}")
+    rng = np.random.default_rng(config.seed)
+    if config.task != "classification":
+        order = rng.permutation(n)
+        return np.sort(order[n_test:]), np.sort(order[:n_test])
+    labels = df[target]
+    if labels.isna().any():
+        raise PipelineError(f"column {target!r}: {int(labels.isna().sum())} rows without a label, cannot stratify")
+    codes, classes = pd.factorize(labels, sort=True)
+    counts = np.bincount(codes, minlength=len(classes))
+    if len(classes) < 2 or counts.min() < 2:
+        observed = {str(c): int(k) for c, k in zip(classes, counts)}
+        raise PipelineError(f"column {target!r}: a stratified split needs >= 2 classes with >= 2 rows each, observed {observed}")
+    per_class = _allocate(counts, n_test)
+    order = rng.permutation(n)
+    order = order[np.argsort(codes[order], kind="stable")]  # grouped by class, shuffled within
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    grouped = codes[order]
+    in_test = (np.arange(n) - starts[grouped]) < per_class[grouped]
+    return np.sort(order[~in_test]), np.sort(order[in_test])
+
+
+def _allocate(counts, total: int):  # (np.ndarray, int) -> np.ndarray
+    """Split `total` over classes in proportion to `counts`: floors, then largest remainders."""
+    import numpy as np
+
+    exact = counts * total / counts.sum()
+    share = np.floor(exact).astype(np.int64)
+    rest = total - int(share.sum())
+    share[np.argsort(-(exact - share), kind="stable")[:rest]] += 1
+    return np.minimum(share, counts - 1)
 
 
 def split(config: Config, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

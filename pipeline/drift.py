@@ -33,8 +33,6 @@ EPSILON = 1e-4
 # size PSI's sampling noise is ~1e-4 and the tests detect shifts far below any sensible
 # threshold, and a 1M-row check stays well under a second.
 MAX_ROWS = 100_000
-# Above this many values per side the KS p-value comes from the asymptotic distribution (see ks_test).
-KS_EXACT_ROWS = 10_000
 NUMERIC_TYPES = ("int", "float")
 
 
@@ -72,30 +70,47 @@ def numeric_drift(current: np.ndarray, reference: np.ndarray, bins: int) -> dict
 
 
 def ks_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov (statistic, p-value).
+    """Two-sample Kolmogorov-Smirnov test: (statistic, p-value).
 
-    scipy's `ks_2samp` for small samples (exact p); for large ones the same statistic computed on
-    sorted arrays (about twice as fast, the same numbers), p from scipy's `kstwo` distribution.
+    The statistic is exact (the largest gap between the two empirical CDFs, on sorted arrays).
+    The p-value is the asymptotic Kolmogorov distribution with Stephens' small-sample correction,
+    Q((sqrt(n) + 0.12 + 0.11 / sqrt(n)) * D): within ~3% of scipy's exact p at 200 rows and equal
+    at 10k+, from `scipy.special`, which keeps scipy.stats' ~1.3 s import out of the CLI.
     """
     import numpy as np
-    from scipy import stats
+    from scipy import special
 
-    if min(len(a), len(b)) <= KS_EXACT_ROWS:
-        result = stats.ks_2samp(a, b)
-        return float(result.statistic), float(result.pvalue)
     a, b = np.sort(a), np.sort(b)
     grid = np.sort(np.concatenate([a, b]))
     gap = np.abs(np.searchsorted(a, grid, side="right") / len(a) - np.searchsorted(b, grid, side="right") / len(b))
     statistic = float(gap.max())
-    effective = round(len(a) * len(b) / (len(a) + len(b)))
-    return statistic, float(stats.kstwo.sf(statistic, effective))
+    root = np.sqrt(len(a) * len(b) / (len(a) + len(b)))
+    return statistic, float(min(1.0, special.kolmogorov((root + 0.12 + 0.11 / root) * statistic)))
+
+
+def chi2_test(table: np.ndarray) -> tuple[float, float]:
+    """Pearson's chi-squared test of independence on a contingency table: (statistic, p-value).
+
+    No continuity correction (scipy's `chi2_contingency` applies Yates' for 2x2 tables); the
+    p-value comes from `scipy.special.chdtrc`, avoiding the scipy.stats import.
+    """
+    import numpy as np
+    from scipy import special
+
+    table = np.asarray(table, dtype=float)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, 1.0
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    dof = (table.shape[0] - 1) * (table.shape[1] - 1)
+    return statistic, float(special.chdtrc(dof, statistic))
 
 
 def categorical_drift(current: pd.Series, reference: pd.Series) -> dict[str, Any]:
     """PSI over category frequencies (new categories included), and a chi-squared test."""
     import numpy as np
     import pandas as pd
-    from scipy import stats
 
     counts = pd.concat(
         [reference.value_counts(dropna=True).rename("reference"), current.value_counts(dropna=True).rename("current")],
@@ -103,11 +118,7 @@ def categorical_drift(current: pd.Series, reference: pd.Series) -> dict[str, Any
     ).fillna(0)
     ref, cur = counts["reference"].to_numpy(float), counts["current"].to_numpy(float)
     value = psi(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1))
-    if len(counts) < 2:
-        statistic, p_value = 0.0, 1.0
-    else:
-        result = stats.chi2_contingency(np.vstack([ref, cur]))
-        statistic, p_value = float(result.statistic), float(result.pvalue)
+    statistic, p_value = chi2_test(np.vstack([ref, cur]))
     new = [str(c) for c in counts.index[(ref == 0) & (cur > 0)]]
     return {"kind": "categorical", "psi": value, "test": "chi2", "statistic": statistic, "p_value": p_value, "new_categories": new}
 

@@ -388,7 +388,8 @@ def _check_leakage(config: Config, df: pd.DataFrame, out: _Collector) -> dict[st
     if features:
         result["train_test_overlap"] = _overlap(config, df, features, train, test, out)
     id_column = config.data.id_column
-    if id_column and id_column in df.columns:
+    already = any(p["check"] == "unique" and p["column"] == id_column for p in out.problems)
+    if id_column and id_column in df.columns and not already:  # a repeated unique id is reported once
         shared = df[id_column].iloc[test].dropna().isin(df[id_column].iloc[train].dropna())
         result["shared_ids"] = int(shared.sum())
         if shared.any():

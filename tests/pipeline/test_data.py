@@ -96,3 +96,17 @@ def test_split_refuses_a_class_it_cannot_stratify():
     df = labelled().assign(label=["yes"] + ["no"] * 39)
     with pytest.raises(PipelineError, match="'label'.*>= 2 classes with >= 2 rows"):
         split(tiny_config(), df)
+
+
+def test_regression_split_is_seeded_and_sized():
+    config = tiny_config().model_copy(update={"task": "regression"})
+    df = labelled(41)
+    train, test = split(config, df)
+    assert len(test) == 11 and len(train) == 30  # ceil(0.25 * 41) test rows
+    assert test.index.equals(split(config, df)[1].index)
+
+
+def test_split_keeps_class_shares_at_scale():
+    df = pd.DataFrame({"id": range(100_000), "label": ["yes"] * 10_000 + ["no"] * 90_000})
+    train, test = split(tiny_config(), df)
+    assert len(test) == 25_000 and (test["label"] == "yes").sum() == 2_500

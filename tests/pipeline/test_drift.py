@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from pipeline.cli import main
 from pipeline.config import DriftConfig
-from pipeline.drift import categorical_drift, feature_drift, ks_test, numeric_bins, proportions, psi
+from pipeline.drift import categorical_drift, chi2_test, feature_drift, ks_test, numeric_bins, proportions, psi
 from scipy import stats
 
 
@@ -26,13 +28,32 @@ def test_numeric_bins_are_reference_quantiles():
     assert np.allclose(proportions(reference, edges), [0.25] * 4)
 
 
-def test_ks_fast_path_matches_scipy():
+@pytest.mark.parametrize(("n1", "n2", "shift"), [(333, 216, 0.2), (50, 40, 0.5), (30_000, 20_000, 0.02)])
+def test_ks_matches_scipy(n1, n2, shift):
     rng = np.random.default_rng(0)
-    a, b = rng.normal(size=30_000), rng.normal(0.02, size=20_000)
+    a, b = rng.normal(size=n1), rng.normal(shift, size=n2)
     expected = stats.ks_2samp(a, b)
     statistic, p_value = ks_test(a, b)
     assert statistic == pytest.approx(expected.statistic)
-    assert p_value == pytest.approx(expected.pvalue, rel=1e-3)
+    assert p_value == pytest.approx(expected.pvalue, rel=0.05)
+
+
+def test_chi2_matches_scipy_without_continuity_correction():
+    table = np.array([[30, 50, 20], [25, 40, 60]])
+    expected = stats.chi2_contingency(table, correction=False)
+    assert chi2_test(table) == pytest.approx((expected.statistic, expected.pvalue))
+    assert chi2_test(np.array([[5, 0], [7, 0]])) == (0.0, 1.0)  # one category: nothing to test
+
+
+def test_the_cli_path_does_not_import_scipy_stats():
+    code = (
+        "import sys, numpy as np, pandas as pd\n"
+        "from pipeline.drift import feature_drift\nfrom pipeline.config import DriftConfig\n"
+        "feature_drift(pd.Series(np.arange(50.0)), pd.Series(np.arange(60.0)), True, DriftConfig())\n"
+        "feature_drift(pd.Series(list('ab') * 9), pd.Series(list('abc') * 5), False, DriftConfig())\n"
+        "assert 'scipy.stats' not in sys.modules and 'sklearn' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_feature_drift_needs_both_psi_and_the_test():

@@ -133,9 +133,12 @@ def test_regression_target_copy_is_found_by_correlation():
 def test_rows_shared_between_train_and_test_are_leakage():
     df = frame()
     df = pd.concat([df, df.assign(id=[f"copy{k}" for k in range(40)])], ignore_index=True)
-    report = validate(make_config(max_duplicate_rate=0.6), df, None, source="x")
-    assert ("leakage.train_test_overlap", None) in found(report)
-    assert report["leakage"]["train_test_overlap"] > 0
+    report = validate(make_config(max_duplicate_rate=0.5), df, None, source="x")
+    shared = report["leakage"]["train_test_overlap"]
+    assert shared > 0
+    # tolerated up to max_duplicate_rate (a warning), a problem above it
+    expected_in = "problems" if shared / report["leakage"]["split"]["test_rows"] > 0.5 else "warnings"
+    assert ("leakage.train_test_overlap", None) in found(report, expected_in)
 
 
 def test_ids_in_both_train_and_test_are_leakage():
