@@ -65,15 +65,17 @@ def validate(config: Config, data: pd.DataFrame, reference: pd.DataFrame | None,
     """
     out = _Collector()
     df = _positional(data)
-    _check_columns(config, df, out)
-    _check_min_rows(config, df, out)
-    df, bad_types = _check_types(config, df, out)
-    _check_schema(config, df, bad_types, out)
-    _check_null_rates(config, _positional(data), out)
-    _check_duplicates(config, df, out)
-    _check_target(config, df, out)
-    leakage = _check_leakage(config, df, out)
-    drift = _check_drift(config, df, reference, out)
+    leakage: dict[str, Any] = {"skipped": "no declared column in the data"}
+    drift: dict[str, Any] = {"skipped": "no declared column in the data"}
+    if _check_columns(config, df, out):
+        _check_min_rows(config, df, out)
+        df, bad_types = _check_types(config, df, out)
+        _check_schema(config, df, bad_types, out)
+        _check_null_rates(config, _positional(data), out)
+        _check_duplicates(config, df, out)
+        _check_target(config, df, out)
+        leakage = _check_leakage(config, df, out)
+        drift = _check_drift(config, df, reference, out)
     return {
         "passed": not out.problems,
         "rows": int(len(df)),
@@ -151,9 +153,19 @@ def contract_schema(config: Config, columns: list[str] | None = None) -> pandera
 # --- structure -----------------------------------------------------------------------------
 
 
-def _check_columns(config: Config, df: pd.DataFrame, out: _Collector) -> None:
+def _check_columns(config: Config, df: pd.DataFrame, out: _Collector) -> bool:
+    """Missing and undeclared columns; False when no declared column is there at all.
+
+    That last case is one problem, not one per column: it is the wrong file (or not a CSV).
+    """
     out.ran("columns")
     declared = config.validate_.columns
+    if not any(name in df.columns for name in declared):
+        names = list(declared)
+        header = ", ".join(repr(str(c))[:40] for c in list(df.columns)[:3]) + (", ..." if len(df.columns) > 3 else "")
+        out.add("columns", None, f"a header with the declared columns ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})",
+                f"none of them (header: {header}): is this the right file, and a comma-separated CSV?")
+        return False
     for name in declared:
         if name not in df.columns and name != config.data.target:
             out.add("missing_column", name, "column declared in validate.columns", "not in the data")
@@ -164,6 +176,7 @@ def _check_columns(config: Config, df: pd.DataFrame, out: _Collector) -> None:
                 "extra_column", str(name), "only columns declared in validate.columns",
                 f"undeclared column (validate.extra_columns: {config.validate_.extra_columns})", fail=fail,
             )
+    return True
 
 
 def _check_min_rows(config: Config, df: pd.DataFrame, out: _Collector) -> None:
@@ -368,7 +381,7 @@ def _check_target(config: Config, df: pd.DataFrame, out: _Collector) -> None:
         classes = df[target].dropna().unique()
         if len(classes) < 2:
             seen = ", ".join(str(c) for c in classes) or "none"
-            out.add("classes", target, "at least 2 classes in the target", f"{len(classes)} class ({seen})")
+            out.add("classes", target, "at least 2 classes in the target", f"{len(classes)} {'class' if len(classes) == 1 else 'classes'} ({seen})")
 
 
 # --- leakage -------------------------------------------------------------------------------

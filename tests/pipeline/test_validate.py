@@ -173,3 +173,9 @@ def test_non_default_index_still_reports_file_lines():
 )
 def test_allowed_null_rate(spec, rate):
     assert allowed_null_rate(ColumnSpec(type="float", **spec)) == rate
+
+
+def test_the_wrong_file_is_one_problem_not_one_per_column():
+    report = validate(make_config(), pd.DataFrame({"<html>": ["<body>"]}), None, source="x")
+    assert found(report) == {("columns", None)}
+    assert "none of them (header: '<html>')" in report["problems"][0]["observed"]
