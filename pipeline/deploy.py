@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="stack (swarm) name; default <project>-<env>")
     parser.add_argument("--port", type=int, help="published port (swarm; default 8081 staging, 8080 production)")
     parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--compose-file", action="append", default=[], help="extra stack file merged over infra/swarm/stack.yml (swarm; repeatable)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the rollout")
     parser.add_argument("--expect-model-version", help="fail the smoke test unless /version reports this")
 
@@ -120,7 +121,8 @@ def deploy_swarm(config: Any, args: argparse.Namespace, image: str) -> int:
     previous_started = ((before or {}).get("UpdateStatus") or {}).get("StartedAt")
     env = {**os.environ, "IMAGE": image, "PUBLISHED_PORT": str(port), "REPLICAS": str(args.replicas),
            "DEPLOY_ENV": args.env, "IMAGE_DIGEST": image.partition("@")[2] or "unknown"}
-    result = subprocess.run(["docker", "stack", "deploy", "--prune", "-c", str(STACK_FILE), stack], env=env,
+    files = [arg for path in [STACK_FILE, *args.compose_file] for arg in ("-c", str(path))]
+    result = subprocess.run(["docker", "stack", "deploy", "--prune", *files, stack], env=env,
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"docker stack deploy {stack} failed: {result.stderr.strip()[-300:]}")
