@@ -72,9 +72,10 @@ def validate(config: Config, data: pd.DataFrame, reference: pd.DataFrame | None,
         df, bad_types = _check_types(config, df, out)
         _check_schema(config, df, bad_types, out)
         _check_null_rates(config, _positional(data), out)
-        _check_duplicates(config, df, out)
+        hashes = _RowHashes(df)
+        _check_duplicates(config, df, hashes, out)
         _check_target(config, df, out)
-        leakage = _check_leakage(config, df, out)
+        leakage = _check_leakage(config, df, hashes, out)
         drift = _check_drift(config, df, reference, out)
     return {
         "passed": not out.problems,
@@ -345,26 +346,45 @@ def _check_null_rates(config: Config, df: pd.DataFrame, out: _Collector) -> None
                     f"{rate:.1%} ({int(nulls.sum())} of {len(df)} rows; first: line {line_of(first)})")
 
 
-def _row_hashes(df: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """A 64-bit hash per row over `columns`: vectorised duplicate/overlap detection."""
+class _RowHashes:
+    """64-bit row hashes over any subset of columns, hashing each column once.
+
+    Duplicate rows (all columns but the id) and train/test overlap (the features) share most
+    columns; hashing is most of their cost at 1M rows, so column hashes are kept and combined.
+    """
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.df = df
+        self.columns: dict[str, np.ndarray] = {}
+
+    def of(self, columns: list[str]) -> np.ndarray:
+        import numpy as np
+        import pandas as pd
+
+        combined = np.full(len(self.df), 0x345678, dtype=np.uint64)
+        for position, name in enumerate(columns):
+            if name not in self.columns:
+                self.columns[name] = pd.util.hash_pandas_object(self.df[name], index=False).to_numpy()
+            combined ^= self.columns[name]
+            combined *= np.uint64(1_000_003 + 2 * position)
+        return combined
+
+
+def _check_duplicates(config: Config, df: pd.DataFrame, hashes: _RowHashes, out: _Collector) -> None:
     import pandas as pd
 
-    return pd.util.hash_pandas_object(df[columns], index=False)
-
-
-def _check_duplicates(config: Config, df: pd.DataFrame, out: _Collector) -> None:
     out.ran("duplicates")
     columns = [c for c in df.columns if c != config.data.id_column]
     if len(df) == 0 or not columns:
         return
-    hashes = _row_hashes(df, columns)
-    repeated = hashes.duplicated()
+    rows = hashes.of(columns)
+    repeated = pd.Series(rows).duplicated().to_numpy()
     count = int(repeated.sum())
     rate = count / len(df)
     limit = config.validate_.max_duplicate_rate
     if rate > limit:
-        first = int(repeated.to_numpy().argmax())
-        original = int((hashes == hashes.iloc[first]).to_numpy().argmax())
+        first = int(repeated.argmax())
+        original = int((rows == rows[first]).argmax())
         ignoring = f" (ignoring {config.data.id_column!r})" if config.data.id_column in df.columns else ""
         out.add("duplicates", None, f"at most {limit:.1%} duplicate rows{ignoring}",
                 f"{_rows(count)} ({rate:.1%}) repeat an earlier row (first: line {line_of(first)} = line {line_of(original)})")
@@ -387,7 +407,7 @@ def _check_target(config: Config, df: pd.DataFrame, out: _Collector) -> None:
 # --- leakage -------------------------------------------------------------------------------
 
 
-def _check_leakage(config: Config, df: pd.DataFrame, out: _Collector) -> dict[str, Any]:
+def _check_leakage(config: Config, df: pd.DataFrame, hashes: _RowHashes, out: _Collector) -> dict[str, Any]:
     """Train/test overlap on the split `train` will use, shared ids, and target copies."""
     out.ran("leakage")
     features = [c for c in config.feature_columns if c in df.columns]
@@ -399,7 +419,7 @@ def _check_leakage(config: Config, df: pd.DataFrame, out: _Collector) -> dict[st
         return result
     result["split"] = {"train_rows": int(len(train)), "test_rows": int(len(test)), "seed": config.seed}
     if features:
-        result["train_test_overlap"] = _overlap(config, df, features, train, test, out)
+        result["train_test_overlap"] = _overlap(config, hashes.of(features), train, test, out)
     id_column = config.data.id_column
     already = any(p["check"] == "unique" and p["column"] == id_column for p in out.problems)
     if id_column and id_column in df.columns and not already:  # a repeated unique id is reported once
@@ -412,9 +432,8 @@ def _check_leakage(config: Config, df: pd.DataFrame, out: _Collector) -> dict[st
     return result
 
 
-def _overlap(config: Config, df: pd.DataFrame, features: list[str], train: np.ndarray, test: np.ndarray, out: _Collector) -> int:
+def _overlap(config: Config, hashes: np.ndarray, train: np.ndarray, test: np.ndarray, out: _Collector) -> int:
     """Test rows whose features equal a train row: over max_duplicate_rate fails, else warns."""
-    hashes = _row_hashes(df, features).to_numpy()
     import pandas as pd
 
     shared = pd.Series(hashes[test]).isin(hashes[train]).to_numpy()
