@@ -37,8 +37,18 @@ STAND_IN_DIRS = {
     "actions/download-artifact": STAND_INS / "download-artifact",
 }
 USES = re.compile(r"^\s*(?:-\s*)?uses:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
-COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", ".mlops", "outputs", "__pycache__", "*.egg-info",
-                                     ".pytest_cache", "build", ".ruff_cache")
+_IGNORE_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache")
+_IGNORE_AT_TOP = {".git", ".venv", ".mlops", "outputs", "build"}
+# Command-line tools of the test extras the copied workflows call (the `tests` job's static checks).
+TOOLS = ("actionlint", "zizmor", "check-jsonschema")
+
+
+def COPY_IGNORE(folder: str, names: list[str]) -> set[str]:  # noqa: N802 - used like shutil.ignore_patterns
+    """What a fresh clone would not have: local state at the top, caches anywhere."""
+    ignored = set(_IGNORE_ANYWHERE(folder, names))
+    if Path(folder).resolve() == REPO:
+        ignored |= _IGNORE_AT_TOP & set(names)
+    return ignored
 
 
 def act_binary() -> str | None:
@@ -81,6 +91,10 @@ def make_venv(dest: Path) -> Path:
         version = f"python{sys.version_info.major}.{sys.version_info.minor}"
         site = dest / "lib" / version / "site-packages"
         (site / "_project_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        for name in TOOLS:  # installed as scripts of the project venv, which the .pth does not bring
+            source = Path(sys.executable).parent / name
+            if source.is_file():
+                (dest / "bin" / name).symlink_to(source)
     return dest / "bin"
 
 
@@ -157,7 +171,7 @@ class ActResult:
 def run_act(repo: Path, event_name: str, event: dict, *, state: Path, venv_bin: Path, workdir: Path,
             job: str | None = None, workflow: str | None = None, env: dict[str, str] | None = None,
             secrets: dict[str, str] | None = None, variables: dict[str, str] | None = None,
-            timeout: float = 600) -> ActResult:
+            extra_args: list[str] | None = None, timeout: float = 600) -> ActResult:
     """Run act for one event in `repo`; remote actions replaced by the stand-ins (tests only)."""
     act = act_binary()
     assert act, "act is not installed"
@@ -180,6 +194,7 @@ def run_act(repo: Path, event_name: str, event: dict, *, state: Path, venv_bin: 
         cmd += ["--secret", f"{key}={value}"]
     for key, value in (variables or {}).items():
         cmd += ["--var", f"{key}={value}"]
+    cmd += extra_args or []
     process_env = {
         "PATH": os.pathsep.join([str(venv_bin), str(STAND_INS / "bin"), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]),
         "HOME": str(home),
@@ -203,8 +218,52 @@ class _GitHubLoader(yaml.SafeLoader):
     pass
 
 
-# YAML 1.1 reads `on:` as the boolean True; GitHub (YAML 1.2) reads it as the string "on".
+# YAML 1.1 reads `on:` as the boolean True; GitHub (YAML 1.2) reads it as the string "on" and
+# only true/false as booleans.
 _GitHubLoader.yaml_implicit_resolvers = {
     key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
 }
+_GitHubLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+class FakeGitHubAPI:
+    """A local stand-in for the part of the GitHub REST API the comment workflow reads.
+
+    `GET /repos/OWNER/REPO/pulls?...` answers `pulls`; every request is recorded with its
+    Authorization header. Use as a context manager; `url` is its base URL.
+    """
+
+    def __init__(self, repository: str, pulls: list[dict]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        api = self
+        self.pulls = pulls
+        self.requests: list[tuple[str, str | None]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                api.requests.append((self.path, self.headers.get("Authorization")))
+                answer = api.pulls if self.path.startswith(f"/repos/{repository}/pulls?") else []
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> "FakeGitHubAPI":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -10,11 +10,11 @@ import importlib.util
 import json
 import os
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+
+from actkit import FakeGitHubAPI
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = importlib.util.spec_from_file_location("report_gate", REPO / ".github" / "scripts" / "report_gate.py")
@@ -129,49 +129,26 @@ def test_tags_inside_code_fences_are_data_not_html(tmp_path: Path) -> None:
     assert gate.check_markdown(text.encode()) == []
 
 
-class FakeGitHub(BaseHTTPRequestHandler):
-    """GET /repos/OWNER/REPO/pulls?head=OWNER:BRANCH: answers from `pulls`, records each request."""
-
-    pulls: list[dict] = []
-    requests: list[tuple[str, str | None]] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
-        FakeGitHub.requests.append((self.path, self.headers.get("Authorization")))
-        body = json.dumps(FakeGitHub.pulls if self.path.startswith("/repos/acme/model/pulls?") else []).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture()
 def fake_api():
-    server = HTTPServer(("127.0.0.1", 0), FakeGitHub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    FakeGitHub.requests = []
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with FakeGitHubAPI("acme/model", []) as api:
+        yield api
 
 
-def test_fork_pr_number_comes_from_the_api(artifact: Path, tmp_path: Path, fake_api: str) -> None:
+def test_fork_pr_number_comes_from_the_api(artifact: Path, tmp_path: Path, fake_api) -> None:
     """GitHub lists no PRs in workflow_run for forks: the gate asks the API for owner:branch."""
-    FakeGitHub.pulls = [{"number": 7, "head": {"sha": SHA}}, {"number": 9, "head": {"sha": "c" * 40}}]
-    pr, _ = check(artifact, tmp_path, event(fork=True), api=fake_api)
+    fake_api.pulls[:] = [{"number": 7, "head": {"sha": SHA}}, {"number": 9, "head": {"sha": "c" * 40}}]
+    pr, _ = check(artifact, tmp_path, event(fork=True), api=fake_api.url)
     assert pr == 7
-    path, auth = FakeGitHub.requests[0]
+    path, auth = fake_api.requests[0]
     assert path.startswith("/repos/acme/model/pulls?") and "head=contributor%3Afeature" in path
     assert auth == "Bearer token"
 
 
-def test_fork_artifact_claiming_another_pr_is_refused(artifact: Path, tmp_path: Path, fake_api: str) -> None:
-    FakeGitHub.pulls = [{"number": 9, "head": {"sha": SHA}}]
+def test_fork_artifact_claiming_another_pr_is_refused(artifact: Path, tmp_path: Path, fake_api) -> None:
+    fake_api.pulls[:] = [{"number": 9, "head": {"sha": SHA}}]
     with pytest.raises(gate.Refused, match="pr 7 is not the triggering run's pull request"):
-        check(artifact, tmp_path, event(fork=True), api=fake_api)
+        check(artifact, tmp_path, event(fork=True), api=fake_api.url)
 
 
 def test_main_writes_step_outputs_and_refuses_with_error_lines(artifact: Path, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -141,8 +141,10 @@ def upload(name: str, paths_text: str, if_no_files: str) -> int:
     roots: list[Path] = []
     for pattern in patterns:
         full = str(resolve(pattern.rstrip("/")))
-        head = full.split("*", 1)[0]
-        roots.append(Path(head) if Path(head).is_dir() and "*" not in full else Path(head).parent)
+        if "*" in full:  # the folder holding the first wildcard segment, as upload-artifact does
+            roots.append(Path(full.split("*", 1)[0].rsplit("/", 1)[0]))
+        else:
+            roots.append(Path(full) if Path(full).is_dir() else Path(full).parent)
         for match in glob.glob(full, recursive=True):
             path = Path(match)
             files += [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path] if path.is_file() else []

@@ -1,0 +1,168 @@
+"""Static proofs for .github/ and actions/: linters at zero findings, schemas, and the hardening
+rules the template promises (pinned actions, no write scopes by default, no expressions in
+shell, no credentials left on disk, every action input and output described)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actkit import REPO, load_yaml, remote_uses
+
+BIN = Path(sys.executable).parent
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+ACTIONS = sorted((REPO / "actions").glob("*/action.yml"))
+STAND_INS = sorted((REPO / "tests" / "github" / "stand-ins").rglob("action.yml"))
+CLI_STEPS = {"validate", "train", "evaluate", "report", "promote", "build", "deploy"}
+PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(/[^@\s]+)?@[0-9a-f]{40}$")
+MAX_SUPPRESSIONS = 3
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    if not path.is_file():
+        pytest.fail(f"{name} is not installed; `pip install -e '.[test]'` provides it")
+    return str(path)
+
+
+def test_actionlint_has_no_findings() -> None:
+    result = subprocess.run([tool("actionlint"), "-no-color"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_auditor_persona_has_no_findings() -> None:
+    result = subprocess.run([tool("zizmor"), "--offline", "--persona", "auditor", "--format", "json", "."],
+                            cwd=REPO, capture_output=True, text=True)
+    findings = json.loads(result.stdout or "[]")
+    assert findings == [], json.dumps(findings, indent=1)[:4000]
+    assert result.returncode == 0, result.stderr
+
+
+def test_zizmor_suppressions_are_few_and_explained() -> None:
+    """At most three, each with a reason: inline `zizmor: ignore[...]` comments or disabled rules."""
+    inline = []
+    for path in [*WORKFLOWS, *ACTIONS]:
+        for line in path.read_text().splitlines():
+            if "zizmor: ignore[" in line:
+                reason = line.split("]", 1)[1].strip()
+                assert len(reason) > 30, f"{path.name}: suppression without a reason: {line.strip()}"
+                inline.append(line)
+    config_text = (REPO / ".github" / "zizmor.yml").read_text()
+    rules = load_yaml(REPO / ".github" / "zizmor.yml").get("rules", {})
+    assert config_text.count("# Reason:") >= len(rules), "every rule changed in .github/zizmor.yml needs a `# Reason:`"
+    assert len(inline) + len(rules) <= MAX_SUPPRESSIONS
+
+
+@pytest.mark.parametrize(
+    ("schema", "files"),
+    [("vendor.github-workflows", WORKFLOWS), ("vendor.github-actions", ACTIONS + STAND_INS),
+     ("vendor.dependabot", [REPO / ".github" / "dependabot.yml"])],
+    ids=["workflows", "actions", "dependabot"],
+)
+def test_files_match_the_builtin_schemas(schema: str, files: list[Path]) -> None:
+    result = subprocess.run([tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_remote_action_is_pinned_to_a_full_sha_with_a_version_comment() -> None:
+    uses_lines = [(path, line) for path in [*WORKFLOWS, *ACTIONS] for line in path.read_text().splitlines()
+                  if re.match(r"^\s*(-\s*)?uses:", line)]
+    assert uses_lines
+    for path, line in uses_lines:
+        ref = line.split("uses:", 1)[1].split("#", 1)[0].strip().strip("'\"")
+        if ref.startswith("./"):
+            continue
+        assert PINNED.match(ref), f"{path.relative_to(REPO)}: not pinned to a 40-hex commit: {line.strip()}"
+        assert re.search(r"#\s*v\d+\.\d+\.\d+\s*$", line), f"{path.relative_to(REPO)}: no `# vX.Y.Z` comment: {line.strip()}"
+    assert remote_uses()  # the helper the act tests use sees the same set
+
+
+def test_pin_check_catches_a_tag() -> None:
+    assert not PINNED.match("actions/checkout@v5")
+    assert not PINNED.match("actions/checkout@de0fac2")
+    assert PINNED.match("actions/cache/restore@cdf6c1fa76f9f475f3d7449005a359c84ca0f306")
+
+
+def steps_of(doc: dict) -> list[dict]:
+    if "runs" in doc:
+        return doc["runs"].get("steps", [])
+    return [step for job in doc["jobs"].values() for step in job.get("steps", [])]
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, *ACTIONS], ids=lambda p: str(p.relative_to(REPO)))
+def test_no_expression_reaches_a_shell(path: Path) -> None:
+    for step in steps_of(load_yaml(path)):
+        assert "${{" not in step.get("run", ""), f"{path.name}: step {step.get('name')!r} puts an expression in run:"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflow_hardening(path: Path) -> None:
+    doc = load_yaml(path)
+    assert doc.get("permissions") == {}, "top-level permissions must be {}"
+    assert "pull_request_target" not in doc["on"]
+    assert "concurrency" in doc
+    for name, job in doc["jobs"].items():
+        assert "permissions" in job, f"job {name} must declare its permissions"
+        assert "timeout-minutes" in job, f"job {name} needs a timeout"
+        for step in job.get("steps", []):
+            if str(step.get("uses", "")).startswith("actions/checkout@"):
+                assert step.get("with", {}).get("persist-credentials") is False, f"{name}: checkout keeps credentials"
+
+
+def test_only_the_comment_job_may_write_to_pull_requests() -> None:
+    writers = [(path.name, name) for path in WORKFLOWS for name, job in load_yaml(path)["jobs"].items()
+               if (job.get("permissions") or {}).get("pull-requests") == "write"]
+    assert writers == [("comment.yml", "comment")]
+
+
+def test_comment_workflow_never_runs_pull_request_code() -> None:
+    doc = load_yaml(REPO / ".github" / "workflows" / "comment.yml")
+    assert list(doc["on"]) == ["workflow_run"]
+    for step in steps_of(doc):
+        if str(step.get("uses", "")).startswith("actions/checkout@"):
+            assert "ref" not in step.get("with", {}), "the comment workflow must check out the default branch only"
+            assert step["with"].get("sparse-checkout") == ".github/scripts"
+        assert not str(step.get("uses", "")).startswith("./"), "no local actions (they could come from a PR)"
+        assert "pip install" not in step.get("run", "")
+
+
+def test_pull_request_jobs_are_read_only() -> None:
+    doc = load_yaml(REPO / ".github" / "workflows" / "pull-request.yml")
+    assert list(doc["on"]) == ["pull_request"]
+    assert doc["concurrency"]["cancel-in-progress"] is True
+    for job in doc["jobs"].values():
+        assert job["permissions"] == {"contents": "read"}
+
+
+@pytest.mark.parametrize("path", ACTIONS, ids=lambda p: p.parent.name)
+def test_actions_are_thin_and_documented(path: Path) -> None:
+    doc = load_yaml(path)
+    assert doc["runs"]["using"] == "composite"
+    for name, spec in doc.get("inputs", {}).items():
+        assert spec.get("description"), f"input {name} has no description"
+        assert "default" in spec, f"input {name} has no default"
+    for name, spec in doc.get("outputs", {}).items():
+        assert spec.get("description"), f"output {name} has no description"
+        assert re.fullmatch(r"\$\{\{ steps\.run\.outputs\.[\w-]+ \}\}", spec["value"]), f"output {name} must map from the run step"
+    runs = [step["run"] for step in steps_of(doc) if "run" in step]
+    assert len(runs) == 2, "set up, install, run one command: nothing else"
+    assert runs[0].startswith('python "$RUN_STEP" install "$MLOPS_SOURCE"')
+    assert runs[1].startswith(f'python "$RUN_STEP" {path.parent.name} --config "$CONFIG"')
+    install = next(step for step in steps_of(doc) if step.get("run", "").startswith('python "$RUN_STEP" install'))
+    assert install["env"]["MLOPS_SOURCE"] == "${{ github.action_path }}/../.."
+
+
+def test_there_is_an_action_per_cli_step() -> None:
+    assert CLI_STEPS <= {path.parent.name for path in ACTIONS}
+
+
+def test_dependabot_watches_actions_and_pip() -> None:
+    doc = load_yaml(REPO / ".github" / "dependabot.yml")
+    ecosystems = {update["package-ecosystem"]: update for update in doc["updates"]}
+    assert set(ecosystems) >= {"github-actions", "pip"}
+    assert "/actions/*" in ecosystems["github-actions"]["directories"]
