@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     from pipeline.config import Config
 
@@ -73,14 +75,14 @@ def _check_file(path: Path) -> None:
         raise PipelineError(f"{path}: only blank lines, no header")
 
 
-def _arrow_types(config: Config) -> dict[str, object]:
+def _arrow_types(config: Config) -> dict[str, pa.DataType]:
     import pyarrow as pa
 
     mapping = {"float": pa.float64(), "int": pa.int64(), "bool": pa.bool_(), "string": pa.string(), "category": pa.string()}
     return {name: mapping[spec.type] for name, spec in config.validate_.columns.items()}
 
 
-def _read_arrow(path: Path, config: Config):  # -> pyarrow.Table
+def _read_arrow(path: Path, config: Config) -> pa.Table:
     """Read with the declared types; a column that fails to convert is re-read as text."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -130,9 +132,9 @@ def _ragged_row(path: Path) -> str:
     """Re-read single-threaded (error path only) to learn the line number of the first bad row."""
     import pyarrow.csv as pacsv
 
-    bad: list[object] = []
+    bad: list[Any] = []  # pyarrow's InvalidRow: expected_columns, actual_columns, number, text
 
-    def handler(row: object) -> str:
+    def handler(row: Any) -> str:
         bad.append(row)
         return "skip"
 
@@ -145,13 +147,10 @@ def _ragged_row(path: Path) -> str:
     if not bad:
         return f"{path}: a row has the wrong number of fields"
     row = bad[0]
-    where = f"line {row.number}" if row.number is not None else "a row"  # type: ignore[attr-defined]
-    kind = "truncated row" if row.actual_columns < row.expected_columns else "extra fields"  # type: ignore[attr-defined]
-    return (
-        f"{path}: {where}: expected {row.expected_columns} fields, found {row.actual_columns} "  # type: ignore[attr-defined]
-        f"({kind}): {row.text[:80]!r}"  # type: ignore[attr-defined]
-        + (f" (and {len(bad) - 1} more bad rows)" if len(bad) > 1 else "")
-    )
+    where = f"line {row.number}" if row.number is not None else "a row"
+    kind = "truncated row" if row.actual_columns < row.expected_columns else "extra fields"
+    more = f" (and {len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
+    return f"{path}: {where}: expected {row.expected_columns} fields, found {row.actual_columns} ({kind}): {row.text[:80]!r}{more}"
 
 
 def _first_bad_utf8(path: Path) -> str:
@@ -172,7 +171,7 @@ def _check_header(path: Path, columns: list[str]) -> None:
         seen.add(name)
 
 
-def _to_pandas(path: Path, table) -> pd.DataFrame:  # table: pyarrow.Table
+def _to_pandas(path: Path, table: pa.Table) -> pd.DataFrame:
     import pandas as pd
     import pyarrow as pa
 
@@ -183,7 +182,7 @@ def _to_pandas(path: Path, table) -> pd.DataFrame:  # table: pyarrow.Table
     return table.to_pandas(types_mapper=mapping.get)
 
 
-def split_indices(config: Config, df: pd.DataFrame):  # -> tuple[np.ndarray, np.ndarray]
+def split_indices(config: Config, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Sorted positions of the train and test rows: seeded, stratified on the target for classification.
 
     Plain numpy instead of scikit-learn's `train_test_split`: the same idea (ceil(test_size * n)
@@ -221,7 +220,7 @@ def split_indices(config: Config, df: pd.DataFrame):  # -> tuple[np.ndarray, np.
     return np.sort(order[~in_test]), np.sort(order[in_test])
 
 
-def _allocate(counts, total: int):  # (np.ndarray, int) -> np.ndarray
+def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
     """Split `total` over classes in proportion to `counts`: floors, then largest remainders."""
     import numpy as np
 
