@@ -179,3 +179,13 @@ def test_the_wrong_file_is_one_problem_not_one_per_column():
     report = validate(make_config(), pd.DataFrame({"<html>": ["<body>"]}), None, source="x")
     assert found(report) == {("columns", None)}
     assert "none of them (header: '<html>')" in report["problems"][0]["observed"]
+
+
+def test_counts_are_exact_beyond_the_failure_cases_pandera_keeps():
+    df = frame(400)
+    df["size"] = np.where(np.arange(400) % 2 == 0, 500.0, df["size"])  # 200 out of range
+    df["kind"] = np.where(np.arange(400) < 300, "a", np.where(np.arange(400) % 2 == 0, "zz", "yy"))
+    report = validate(make_config(), df, None, source="x")
+    observed = {p["check"]: p["observed"] for p in report["problems"]}
+    assert observed["range"].startswith("200 rows outside (first: line 2 = 500.0)")
+    assert observed["allowed"] == "100 rows with unseen values (first: line 302 = 'zz'); unseen: yy, zz"
