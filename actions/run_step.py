@@ -2,7 +2,7 @@
 
 Every `actions/<step>/action.yml` calls this file twice and holds no logic itself:
 
-    python run_step.py install SOURCE [--extras serve]     # pip install the package, once per job
+    python run_step.py install SOURCE [--extras serve]     # pip install -e the package, once per job
     python run_step.py STEP [--config mlops.yaml] [-- MLOPS_ARGS...]
 
 The second form runs `mlops --config CONFIG STEP MLOPS_ARGS`, streams its output, and then
@@ -183,7 +183,11 @@ def write_outputs(values: dict[str, str]) -> None:
 
 # ---------------------------------------------------------------- commands
 def install(source: str, extras: str) -> int:
-    """pip install the package from the action's checkout, once per job (a stamp remembers)."""
+    """pip install the package from the action's checkout, once per job (a stamp remembers).
+
+    Editable, so the package keeps finding the repository files it uses beside its code
+    (infra/ for `build` and `deploy`, the step code the cache keys hash).
+    """
     root = Path(source).resolve()
     target = f"{root}[{extras}]" if extras else str(root)
     stamp = Path(os.environ.get("RUNNER_TEMP", "/tmp")) / STAMP
@@ -191,7 +195,7 @@ def install(source: str, extras: str) -> int:
     if target in done:
         print(f"mlops already installed from {target}")
         return 0
-    code = subprocess.call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet", target])
+    code = subprocess.call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--editable", target])
     if code == 0:
         with stamp.open("a") as handle:
             handle.write(target + "\n")

@@ -35,6 +35,9 @@ STAND_IN_DIRS = {
     "actions/cache": STAND_INS / "cache",
     "actions/upload-artifact": STAND_INS / "upload-artifact",
     "actions/download-artifact": STAND_INS / "download-artifact",
+    "actions/attest-build-provenance": STAND_INS / "attest-build-provenance",
+    "docker/setup-buildx-action": STAND_INS / "setup-buildx-action",
+    "docker/login-action": STAND_INS / "login-action",
 }
 USES = re.compile(r"^\s*(?:-\s*)?uses:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
 _IGNORE_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache")
@@ -96,6 +99,18 @@ def make_venv(dest: Path) -> Path:
             if source.is_file():
                 (dest / "bin" / name).symlink_to(source)
     return dest / "bin"
+
+
+_SESSION_VENV: list[Path] = []
+
+
+def session_venv() -> Path:
+    """One linked venv per test process (creating it costs ~10 s), shared by the act tests."""
+    if not _SESSION_VENV:
+        import tempfile
+
+        _SESSION_VENV.append(make_venv(Path(tempfile.mkdtemp(prefix="mlops-act-venv-")) / "venv"))
+    return _SESSION_VENV[0]
 
 
 def copy_repo(dest: Path, source: Path = REPO) -> Path:

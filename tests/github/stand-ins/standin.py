@@ -177,9 +177,19 @@ def download(name: str, path: str, run_id: str) -> int:
     return 0
 
 
+def attest(name: str, digest: str, push: str) -> int:
+    if not name or not digest.startswith("sha256:"):
+        print(f"::error::stand-in attest: need subject-name and a sha256 subject-digest, got {name!r} {digest!r}")
+        return 1
+    with open(state() / "attestations.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"subject-name": name, "subject-digest": digest, "push-to-registry": push}) + "\n")
+    print(f"stand-in attest: {name}@{digest}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["setup-python", "cache-restore", "cache-save", "upload", "download"])
+    parser.add_argument("command", choices=["setup-python", "cache-restore", "cache-save", "upload", "download", "attest"])
     parser.add_argument("--version", default="")
     args = parser.parse_args(argv)
     env = os.environ.get
@@ -190,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cache-restore":
         return cache_restore(env("IN_PATH", ""), env("IN_KEY", ""), env("IN_RESTORE_KEYS", ""),
                              env("IN_FAIL") == "true", env("IN_LOOKUP") == "true")
+    if args.command == "attest":
+        return attest(env("IN_NAME", ""), env("IN_DIGEST", ""), env("IN_PUSH", ""))
     if args.command == "upload":
         return upload(env("IN_NAME", "artifact"), env("IN_PATH", ""), env("IN_IF_NO_FILES", "warn"))
     return download(env("IN_NAME", ""), env("IN_PATH", "."), env("IN_RUN_ID", ""))
