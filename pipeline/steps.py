@@ -95,10 +95,8 @@ def run_validate(config: Config, data: Path | None = None, ws: Workspace | None 
     else:
         invalidate(ws, "validate")
         write_json(ws.paths.step_output("validate"), report)
-    for line in problem_lines(report):
+    for line in problem_lines(report, warnings=True):
         say(line)
-    for warning in report.get("warnings", []):
-        say(f"warning: {warning.get('check')}: column {warning.get('column')!r}: expected {warning.get('expected')}, observed {warning.get('observed')}")
     if not report["passed"]:
         say(f"validate: {len(report['problems'])} problem(s) in {path}")
         return 1
