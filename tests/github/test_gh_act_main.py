@@ -11,8 +11,15 @@ notice while the rest stays green. (Deploying to swarm is proven in tests/infra.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -32,7 +39,7 @@ def venv_bin() -> Path:
 
 @pytest.fixture(scope="module")
 def registry() -> str:
-    import engines
+    from tests import engines
 
     try:
         engines.ensure_docker()
@@ -50,14 +57,95 @@ def push_event(repo: Path) -> dict:
                            "default_branch": "main"}}
 
 
-def test_merge_to_main_promotes_builds_pushes_attests_and_skips_deploy_without_a_target(
-        venv_bin: Path, registry: tuple[str, str], tmp_path: Path) -> None:
+@contextlib.contextmanager
+def mlflow_server(folder: Path):
+    """`mlflow server` (sqlite store, proxied artifacts) on a free port; stopped afterwards."""
+    from tests.engines import free_port
+
+    folder.mkdir(parents=True)
+    port = free_port()
+    log = (folder / "server.log").open("wb")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                             "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            need_engine(False, f"mlflow server did not start; see {folder / 'server.log'}")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def merge_runs(venv_bin: Path, registry: tuple[str, str], tmp_path_factory: pytest.TempPathFactory):
+    with contextlib.ExitStack() as stack:
+        yield _merge_runs(stack, venv_bin, registry, tmp_path_factory)
+
+
+def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str, str], tmp_path_factory: pytest.TempPathFactory):
+    """The merge workflow twice on one copy: as a fresh fork (no deploy target), then with swarm.
+
+    The second run finds main's state in the cache (validate and train are cache hits), moves
+    `champion` again, rebuilds the image and deploys it to staging and production on the local
+    swarm. Swarm's routing mesh cannot work on this machine (no IPVS), so the test puts
+    tests/infra's edge proxy in front of each stack and gives the workflow its URLs and a stack
+    override joining the proxy's network, the way a forker would for Traefik or HAProxy.
+    """
+    from tests.engines import EngineUnavailable, ensure_swarm, free_port
+    from tests.infra.edge_proxy import EDGE_NETWORK, EdgeProxy, ensure_edge_network
+
     address, base = registry
-    repo = actkit.copy_repo(tmp_path / "repo")
-    state = tmp_path / "state"
-    result = actkit.run_act(repo, "push", push_event(repo), state=state, venv_bin=venv_bin, workdir=tmp_path / "run",
-                            workflow="main.yml", variables={"IMAGE_REGISTRY": f"{address}/acme"},
-                            env={"MLOPS_BASE_IMAGE": base}, extra_args=["--concurrent-jobs", "1"], timeout=900)
+    root = tmp_path_factory.mktemp("act-main")
+    repo = actkit.copy_repo(root / "repo")
+    state = root / "state"
+    common = dict(state=state, venv_bin=venv_bin, workflow="main.yml", env={"MLOPS_BASE_IMAGE": base},
+                  extra_args=["--concurrent-jobs", "1"], timeout=900)
+    # act gives every job a fresh workspace folder, so main's local MLflow store (which records
+    # absolute artifact paths, stable on GitHub) cannot carry over between runs here: the runs use
+    # a real MLflow server instead, the set-up the README describes with MLFLOW_TRACKING_URI.
+    server = stack.enter_context(mlflow_server(root / "mlflow"))
+    registry_vars = {"IMAGE_REGISTRY": f"{address}/acme", "MLFLOW_TRACKING_URI": server}
+    fresh = actkit.run_act(repo, "push", push_event(repo), workdir=root / "run", variables=registry_vars, **common)
+    fresh_attestations = (state / "attestations.jsonl").read_text() if (state / "attestations.jsonl").exists() else ""
+
+    try:
+        ensure_swarm()
+        network = ensure_edge_network()
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+    (repo / "infra" / "swarm" / "edge.yml").write_text(
+        "version: '3.8'\nservices:\n  serving:\n    networks: [default, edge]\n"
+        f"networks:\n  edge:\n    external: true\n    name: {network}\n")
+    stacks = ["penguins-sex-staging", "penguins-sex-production"]
+    ports = {name: free_port() for name in stacks}
+    try:
+        with EdgeProxy(f"{stacks[0]}_serving", ports[stacks[0]], network=EDGE_NETWORK), \
+             EdgeProxy(f"{stacks[1]}_serving", ports[stacks[1]], network=EDGE_NETWORK):
+            deploy_vars = {**registry_vars, "DEPLOY_TARGET": "swarm", "DEPLOY_SWARM_OVERRIDE": "infra/swarm/edge.yml",
+                           "STAGING_URL": f"http://127.0.0.1:{ports[stacks[0]]}",
+                           "PRODUCTION_URL": f"http://127.0.0.1:{ports[stacks[1]]}"}
+            deployed = actkit.run_act(repo, "push", push_event(repo), workdir=root / "run", variables=deploy_vars, **common)
+            with urllib.request.urlopen(f"{deploy_vars['PRODUCTION_URL']}/version", timeout=10) as response:
+                production_version = json.load(response)
+    finally:
+        for name in stacks:
+            subprocess.run(["docker", "stack", "rm", name], capture_output=True)
+    return {"repo": repo, "state": state, "address": address, "fresh": fresh, "fresh_attestations": fresh_attestations,
+            "deployed": deployed, "production_version": production_version}
+
+
+def test_merge_as_a_fresh_fork_builds_pushes_attests_and_skips_deploy_with_a_notice(merge_runs) -> None:
+    result, address, repo = merge_runs["fresh"], merge_runs["address"], merge_runs["repo"]
     assert result.returncode == 0, result.log[-8000:]
     for job in ("pipeline", "image", "deploy (not configured)"):
         assert result.job_succeeded(job), job
@@ -65,14 +153,14 @@ def test_merge_to_main_promotes_builds_pushes_attests_and_skips_deploy_without_a
     assert "[main/deploy staging" not in result.log and "[main/deploy production" not in result.log
 
     # the champion moved and was cached for pull requests
-    index = json.loads((state / "cache" / "index.json").read_text())
+    index = json.loads((merge_runs["state"] / "cache" / "index.json").read_text())
     assert any(key.startswith("mlops-champion-Linux-") for key in index)
 
     # the image is in the registry under the git-sha and model-version tags, and was attested
     with urllib.request.urlopen(f"http://{address}/v2/acme/penguins-sex/tags/list", timeout=10) as response:
         tags = set(json.load(response)["tags"])
     assert f"git-{actkit.head_sha(repo)[:12]}" in tags and "model-1" in tags
-    attestations = [json.loads(line) for line in (state / "attestations.jsonl").read_text().splitlines()]
+    attestations = [json.loads(line) for line in merge_runs["fresh_attestations"].splitlines()]
     assert len(attestations) == 1
     subject = attestations[0]
     assert subject["subject-name"] == f"{address}/acme/penguins-sex" and subject["push-to-registry"] == "true"
@@ -80,6 +168,20 @@ def test_merge_to_main_promotes_builds_pushes_attests_and_skips_deploy_without_a
                                      headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+
+
+def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -> None:
+    result = merge_runs["deployed"]
+    assert result.returncode == 0, result.log[-8000:]
+    for job in ("pipeline", "image", "deploy staging", "deploy production"):
+        assert result.job_succeeded(job), job
+    assert "[main/deploy (not configured)" not in result.log
+    assert "Cache restored from key: mlops-main-Linux-" in result.log  # main's state carried over
+    assert "is live on swarm stack penguins-sex-staging" in result.log
+    assert "is live on swarm stack penguins-sex-production" in result.log
+    promoted = re.search(r"champion -> version (\d+)", result.log)
+    assert promoted, "the second run must move `champion` (to the same or a newer version)"
+    assert merge_runs["production_version"]["model_version"] == promoted.group(1)
 
 
 def test_monitor_finds_drift_and_hands_the_data_to_the_retraining_job(venv_bin: Path, tmp_path: Path) -> None:
