@@ -114,9 +114,8 @@ def _parse(state: State, body: bytes) -> list[dict[str, Any]]:
 def _predict(state: State, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Runs in a worker thread: frame, predict, monitoring; returns the response payload."""
     assert state.predictor is not None
-    frame = state.predictor.frame(rows)
-    result = state.predictor.predict(frame)
-    state.metrics.observe_inputs(frame, state.contract)
+    result = state.predictor.predict_rows(rows)
+    state.metrics.observe_inputs(rows, state.contract)
     state.metrics.observe_predictions(result.predictions, result.scores)
     payload: dict[str, Any] = {"predictions": result.predictions, "model_version": state.settings.model_version}
     if result.probabilities is not None:
@@ -130,6 +129,8 @@ def _warm_up(state: State) -> None:
     if state.predictor is None:
         state.predictor = predictor_mod.load(state.settings.model_dir, state.contract)
     rows = predictor_mod.warm_up_rows(state.settings.model_dir, state.contract)
+    if state.settings.fast_path:
+        state.predictor.enable_fast_path(rows)
     for _ in range(3):
         _predict(state, rows)
     state.metrics.model_info.labels(state.settings.model_version, state.settings.git_sha).set(1)

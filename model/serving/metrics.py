@@ -8,14 +8,13 @@ multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the server) sums them into o
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections import Counter as Counter_
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from model.serving.contract import Contract
 
 SCORE_BUCKETS = np.round(np.linspace(0.1, 1.0, 10), 2)
@@ -40,20 +39,21 @@ class Metrics:
         self.model_info = Gauge("serving_model_info", "the model being served (value 1)", ["model_version", "git_sha"], registry=r, multiprocess_mode="max")
         self.timeouts = Counter("serving_predict_timeouts_total", "predictions that exceeded the timeout", registry=r)
 
-    def observe_inputs(self, frame: "pd.DataFrame", contract: "Contract") -> None:
+    def observe_inputs(self, rows: list[dict[str, Any]], contract: "Contract") -> None:
+        """Per-feature count, sum, missing and category counts, one update per feature."""
         for spec in contract.fields:
-            column = frame[spec.name]
-            missing = int(column.isna().sum())
-            if missing:
+            values = [row.get(spec.name) for row in rows]
+            present = [v for v in values if v is not None]
+            if missing := len(values) - len(present):
                 self.feature_missing.labels(spec.name).inc(missing)
+            if not present:
+                continue
             if spec.type in ("float", "int"):
-                present = len(column) - missing
-                if present:
-                    self.feature_count.labels(spec.name).inc(present)
-                    self.feature_sum.labels(spec.name).inc(float(column.sum()))
+                self.feature_count.labels(spec.name).inc(len(present))
+                self.feature_sum.labels(spec.name).inc(float(sum(present)))
             elif spec.allowed:
-                for value, count in column.value_counts().items():
-                    self.category.labels(spec.name, str(value)).inc(int(count))
+                for value, count in Counter_(present).items():
+                    self.category.labels(spec.name, str(value)).inc(count)
 
     def observe_predictions(self, labels: list[object], scores: "np.ndarray | None") -> None:
         self.rows.inc(len(labels))

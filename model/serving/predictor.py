@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from model.serving.contract import Contract
+
+# Up to this many rows a request may take the NumPy fast path (beyond, scikit-learn is as fast).
+FAST_PATH_MAX_ROWS = 64
 
 
 @dataclass
@@ -38,7 +41,32 @@ class Predictor:
         classes = getattr(estimator, "classes_", None)
         self.classes = [str(c) for c in classes] if classes is not None and contract.task == "classification" else None
         self._positive = self.classes.index(contract.positive_class) if self.classes and contract.positive_class in self.classes else None
+        self.fast: Callable[[list[dict[str, Any]]], np.ndarray] | None = None
         _single_thread(estimator)
+
+    def enable_fast_path(self, example_rows: list[dict[str, Any]]) -> bool:
+        """Use the NumPy fast path for small requests if it reproduces scikit-learn exactly."""
+        from model.serving import fastpath
+
+        self.fast = fastpath.verified(self.estimator, self.contract, self._sklearn_values, example_rows)
+        return self.fast is not None
+
+    def _sklearn_values(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        frame = self.frame(rows)
+        return self.estimator.predict_proba(frame) if self.classes is not None else self.estimator.predict(frame)
+
+    def predict_rows(self, rows: list[dict[str, Any]]) -> Prediction:
+        """Small requests through the verified fast path, others through scikit-learn."""
+        if self.fast is not None and len(rows) <= FAST_PATH_MAX_ROWS:
+            return self._prediction(self.fast(rows))
+        return self._prediction(self._sklearn_values(rows))
+
+    def _prediction(self, values: np.ndarray) -> Prediction:
+        if self.classes is None:
+            return Prediction([float(v) for v in values], None, None, None)
+        labels = [self.classes[i] for i in values.argmax(axis=1)]
+        scores = values[:, self._positive] if self._positive is not None else values.max(axis=1)
+        return Prediction(labels, self.classes, values, scores)
 
     def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Rows (already validated) as the DataFrame training saw: missing values as NaN."""
@@ -50,13 +78,9 @@ class Predictor:
         return frame
 
     def predict(self, frame: pd.DataFrame) -> Prediction:
-        if self.classes is None:
-            values = self.estimator.predict(frame)
-            return Prediction([float(v) for v in values], None, None, None)
-        proba = self.estimator.predict_proba(frame)
-        labels = [self.classes[i] for i in proba.argmax(axis=1)]
-        scores = proba[:, self._positive] if self._positive is not None else proba.max(axis=1)
-        return Prediction(labels, self.classes, proba, scores)
+        """scikit-learn on a prepared frame (the reference path)."""
+        values = self.estimator.predict_proba(frame) if self.classes is not None else self.estimator.predict(frame)
+        return self._prediction(values)
 
 
 def _single_thread(estimator: Any) -> None:

@@ -24,6 +24,7 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: int(_env("MLOPS_MAX_BODY_BYTES", str(1024 * 1024))))
     max_rows: int = field(default_factory=lambda: int(_env("MLOPS_MAX_ROWS", str(DEFAULT_MAX_ROWS))))
     predict_timeout: float = field(default_factory=lambda: float(_env("MLOPS_PREDICT_TIMEOUT", "5")))
+    fast_path: bool = field(default_factory=lambda: _env("MLOPS_FAST_PATH", "1") != "0")
     drain_seconds: float = field(default_factory=lambda: float(_env("MLOPS_DRAIN_SECONDS", "0")))
     git_sha: str = field(default_factory=lambda: _env("MLOPS_GIT_SHA", "unknown"))
     model_version: str = field(default_factory=lambda: _env("MLOPS_MODEL_VERSION", "unknown"))

@@ -101,8 +101,8 @@ def test_prediction_timeout_answers_503(model_dir, contract) -> None:
     app = create_app(Settings(model_dir=model_dir, predict_timeout=0.2), contract)
     with TestClient(app) as slow_client:
         predictor = app.state.serving.predictor
-        original = predictor.predict
-        predictor.predict = lambda frame: (time.sleep(1), original(frame))[1]  # a model that hangs
+        original = predictor.predict_rows
+        predictor.predict_rows = lambda rows: (time.sleep(1), original(rows))[1]  # a model that hangs
         response = slow_client.post("/predict", json={"rows": [GOOD_ROW]})
     assert response.status_code == 503
     assert "longer than" in response.json()["detail"]
