@@ -132,6 +132,13 @@ def test_comment_workflow_never_runs_pull_request_code() -> None:
         assert "pip install" not in step.get("run", "")
 
 
+def test_comment_workflow_follows_the_pull_request_workflow() -> None:
+    comment = load_yaml(REPO / ".github" / "workflows" / "comment.yml")
+    pull_request = load_yaml(REPO / ".github" / "workflows" / "pull-request.yml")
+    assert comment["on"]["workflow_run"]["workflows"] == [pull_request["name"]]
+    assert "github.event.workflow_run.event == 'pull_request'" in comment["jobs"]["comment"]["if"]
+
+
 def test_pull_request_jobs_are_read_only() -> None:
     doc = load_yaml(REPO / ".github" / "workflows" / "pull-request.yml")
     assert list(doc["on"]) == ["pull_request"]
