@@ -43,7 +43,7 @@ USES = re.compile(r"^\s*(?:-\s*)?uses:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
 _IGNORE_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache")
 _IGNORE_AT_TOP = {".git", ".venv", ".mlops", "outputs", "build"}
 # Command-line tools of the test extras the copied workflows call (the `tests` job's static checks).
-TOOLS = ("actionlint", "zizmor", "check-jsonschema")
+TOOLS = ("actionlint", "shellcheck", "zizmor", "check-jsonschema")
 
 
 def COPY_IGNORE(folder: str, names: list[str]) -> set[str]:  # noqa: N802 - used like shutil.ignore_patterns

