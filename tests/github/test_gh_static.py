@@ -83,6 +83,18 @@ def test_every_remote_action_is_pinned_to_a_full_sha_with_a_version_comment() ->
     assert remote_uses()  # the helper the act tests use sees the same set
 
 
+@pytest.mark.parametrize("path", [*ACTIONS, *STAND_INS], ids=lambda p: str(p.relative_to(REPO / "tests" / "github")) if "stand-ins" in str(p) else p.parent.name)
+def test_composite_action_scripts_pass_shellcheck(path: Path, tmp_path: Path) -> None:
+    """actionlint checks workflows only; the `run:` blocks of composite actions get shellcheck here."""
+    for number, step in enumerate(steps_of(load_yaml(path))):
+        if "run" not in step:
+            continue
+        script = tmp_path / f"step{number}.sh"
+        script.write_text("#!/usr/bin/env bash\n" + step["run"])
+        result = subprocess.run([tool("shellcheck"), "--severity=info", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{path}: step {number}:\n{result.stdout}"
+
+
 def test_pin_check_catches_a_tag() -> None:
     assert not PINNED.match("actions/checkout@v5")
     assert not PINNED.match("actions/checkout@de0fac2")
