@@ -282,3 +282,10 @@ class FakeGitHubAPI:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+if __name__ == "__main__":
+    # `python tests/github/actkit.py`: print the act options that swap the remote actions for the
+    # stand-ins (offline runs), e.g.  act pull_request -e event.json -P ubuntu-latest=-self-hosted \
+    #   $(python tests/github/actkit.py) --env STANDIN_STATE=/tmp/act-state
+    print(" ".join([*local_repository_args(), "--env", f"STANDIN_PY={STAND_INS / 'standin.py'}"]))
