@@ -71,11 +71,14 @@ def remote_uses(root: Path = REPO) -> set[str]:
     return found
 
 
-def local_repository_args(root: Path = REPO, only: tuple[str, ...] | None = None) -> list[str]:
-    """`--local-repository owner/repo@sha=DIR` for every remote action that has a stand-in."""
+def local_repository_args(*roots: Path, only: tuple[str, ...] | None = None) -> list[str]:
+    """`--local-repository owner/repo@sha=DIR` for every remote action that has a stand-in.
+
+    Scans the given repositories and always this template (its actions may be used remotely).
+    """
     args: list[str] = []
     seen: set[str] = set()
-    for ref in sorted(remote_uses(root)):
+    for ref in sorted(set().union(*(remote_uses(root) for root in {*roots, REPO}))):
         name, _, sha = ref.partition("@")
         owner_repo = "/".join(name.split("/")[:2])
         if owner_repo not in STAND_IN_DIRS or (only and owner_repo not in only):

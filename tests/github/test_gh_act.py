@@ -12,13 +12,15 @@ Scenarios (each a fresh copy of the repository, committed like a template fork):
    the right arguments, and refuses tampered artifacts without calling it;
 3. a fork: no secrets, no variables, a PR event whose head is another repository; the whole
    pull-request workflow (tests + ml) is green and the comment workflow finds the PR through the
-   (fake, local) GitHub API and posts it.
+   (fake, local) GitHub API and posts it;
+4. another repository uses `acme/model/actions/validate@SHA` on its own mlops.yaml and data.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,44 @@ def test_fork_copy_runs_the_pull_request_workflow_green_without_secrets(venv_bin
     assert api.requests and "head=contributor%3Afeature" in api.requests[0][0]
     calls = comment.cml_calls()
     assert len(calls) == 1 and "--target=pr/11" in calls[0]["argv"]
+
+
+def test_an_action_is_usable_from_another_repository(venv_bin: Path, tmp_path: Path) -> None:
+    """A consumer repository with only its mlops.yaml and data uses `acme/model/actions/validate@SHA`.
+
+    act resolves that remote reference to a copy of this template (`--local-repository`, tests
+    only); the action installs the package from its own checkout and validates the consumer's data.
+    """
+    template = actkit.copy_repo(tmp_path / "template")
+    sha = actkit.head_sha(template)
+    consumer = tmp_path / "consumer"
+    (consumer / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy(template / "mlops.yaml", consumer / "mlops.yaml")
+    shutil.copytree(template / "data", consumer / "data")
+    (consumer / ".github" / "workflows" / "check.yml").write_text(f"""name: check data
+on: pull_request
+permissions: {{}}
+jobs:
+  check:
+    runs-on: ubuntu-latest
+    permissions:
+      contents: read
+    steps:
+      - uses: actions/checkout@de0fac2e4500dabe0009e67214ff5f5447ce83dd # v6.0.2
+        with:
+          persist-credentials: false
+      - id: validate
+        uses: acme/model/actions/validate@{sha} # v0.1.0
+      - env:
+          PASSED: ${{{{ steps.validate.outputs.passed }}}}
+        run: test "$PASSED" = true && echo "consumer data passed"
+""")
+    git = ["git", "-C", str(consumer), "-c", "user.name=c", "-c", "user.email=c@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "consumer"], check=True)
+    result = actkit.run_act(consumer, "pull_request", actkit.pull_request_event(consumer), state=tmp_path / "state",
+                            venv_bin=venv_bin, workdir=tmp_path / "run",
+                            extra_args=["--local-repository", f"acme/model@{sha}={template}"])
+    assert result.returncode == 0, result.log[-6000:]
+    assert "$ mlops --config mlops.yaml validate" in result.log and "consumer data passed" in result.log
