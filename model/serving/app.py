@@ -184,6 +184,9 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         if not state.ready:
             raise ApiError(503, "draining" if state.draining else "model not loaded yet")
         rows = _parse(state, body)
+        if state.predictor is not None and state.predictor.is_fast(len(rows)):
+            # Sub-millisecond and bounded (fixed trees and depth): a thread hop would cost more.
+            return _json(200, _predict(state, rows))
         try:
             with anyio.fail_after(settings.predict_timeout):
                 payload = await anyio.to_thread.run_sync(_predict, state, rows, abandon_on_cancel=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,7 @@ class Predictor:
         classes = getattr(estimator, "classes_", None)
         self.classes = [str(c) for c in classes] if classes is not None and contract.task == "classification" else None
         self._positive = self.classes.index(contract.positive_class) if self.classes and contract.positive_class in self.classes else None
-        self.fast: Callable[[list[dict[str, Any]]], np.ndarray] | None = None
+        self.fast: Any = None  # fastpath.FastPath once verified
         _single_thread(estimator)
 
     def enable_fast_path(self, example_rows: list[dict[str, Any]]) -> bool:
@@ -56,10 +56,15 @@ class Predictor:
         return self.estimator.predict_proba(frame) if self.classes is not None else self.estimator.predict(frame)
 
     def predict_rows(self, rows: list[dict[str, Any]]) -> Prediction:
-        """Small requests through the verified fast path, others through scikit-learn."""
-        if self.fast is not None and len(rows) <= FAST_PATH_MAX_ROWS:
-            return self._prediction(self.fast(rows))
+        """Small requests fully on the verified fast path; large ones with compiled features and
+        scikit-learn's trees; anything else through the fitted scikit-learn pipeline."""
+        if self.fast is not None:
+            return self._prediction(self.fast(rows) if len(rows) <= FAST_PATH_MAX_ROWS else self.fast.batch(rows))
         return self._prediction(self._sklearn_values(rows))
+
+    def is_fast(self, rows: int) -> bool:
+        """True when a request of `rows` rows takes the bounded NumPy path (safe to run inline)."""
+        return self.fast is not None and rows <= FAST_PATH_MAX_ROWS
 
     def _prediction(self, values: np.ndarray) -> Prediction:
         if self.classes is None:

@@ -17,6 +17,7 @@ def test_fast_path_reproduces_scikit_learn(model_dir, contract) -> None:
     assert loaded.enable_fast_path(examples)
     rows = fastpath.generated_rows(contract, 3000, seed=123) + examples
     assert np.array_equal(loaded.fast(rows), loaded._sklearn_values(rows))
+    assert np.array_equal(loaded.fast.batch(rows), loaded._sklearn_values(rows))
 
 
 def test_small_requests_take_the_fast_path_large_ones_scikit_learn(model_dir, contract) -> None:
@@ -24,8 +25,8 @@ def test_small_requests_take_the_fast_path_large_ones_scikit_learn(model_dir, co
     loaded.enable_fast_path(predictor.warm_up_rows(model_dir, contract))
     rows = fastpath.generated_rows(contract, predictor.FAST_PATH_MAX_ROWS + 1, seed=7)
     calls = []
-    fast = loaded.fast
-    loaded.fast = lambda r: (calls.append(len(r)), fast(r))[1]
+    original = loaded.fast.forest.predict
+    loaded.fast.forest.predict = lambda x: (calls.append(len(x)), original(x))[1]
     small, large = loaded.predict_rows(rows[:3]), loaded.predict_rows(rows)
     assert calls == [3]
     assert small.predictions == large.predictions[:3]
