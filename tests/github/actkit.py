@@ -110,9 +110,12 @@ _SESSION_VENV: list[Path] = []
 def session_venv() -> Path:
     """One linked venv per test process (creating it costs ~10 s), shared by the act tests."""
     if not _SESSION_VENV:
+        import atexit
         import tempfile
 
-        _SESSION_VENV.append(make_venv(Path(tempfile.mkdtemp(prefix="mlops-act-venv-")) / "venv"))
+        folder = Path(tempfile.mkdtemp(prefix="mlops-act-venv-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _SESSION_VENV.append(make_venv(folder / "venv"))
     return _SESSION_VENV[0]
 
 
