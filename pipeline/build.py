@@ -122,6 +122,8 @@ def main(args: argparse.Namespace) -> int:
     docker, env = docker_for_build()
     base = ensure_base(docker, args.base_image)
     sha = git_sha(config.root)
+    if sha == "unknown":
+        sha = resolved.tags.get("git_sha", sha)  # not a git checkout: the commit the model was trained at
     repo = f"{args.registry.rstrip('/')}/{args.image or config.project}"
     tags = [f"{repo}:git-{sha[:12]}", f"{repo}:model-{resolved.version}", *[f"{repo}:{t}" for t in args.tag]]
     build_args = {"BASE_IMAGE": base, "GIT_SHA": sha, "MODEL_VERSION": resolved.version, "MODEL_URI": resolved.uri,

@@ -167,6 +167,8 @@ def render_overlay(env: str, image: str | None) -> list[dict[str, Any]]:
             if doc["kind"] == "Deployment":
                 for container in doc["spec"]["template"]["spec"]["containers"]:
                     container["image"] = image
+                    digest = image.partition("@")[2] or "unknown"
+                    container.setdefault("env", []).append({"name": "MLOPS_IMAGE_DIGEST", "value": digest})
     return docs
 
 

@@ -7,6 +7,7 @@ JSON parse (pydantic-core, no Python json round trip) come before any work, and 
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ class Instrument:
             path = getattr(route, "path", "unmatched")
             method = scope.get("method", "")
             self.state.metrics.requests.labels(path, method, str(status)).inc()
-            self.state.metrics.latency.labels(path, method).observe(time.perf_counter() - started)
+            self.state.metrics.latency.labels(path, method, str(status)).observe(time.perf_counter() - started)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -130,7 +131,8 @@ def _warm_up(state: State) -> None:
         state.predictor = predictor_mod.load(state.settings.model_dir, state.contract)
     rows = predictor_mod.warm_up_rows(state.settings.model_dir, state.contract)
     if state.settings.fast_path:
-        state.predictor.enable_fast_path(rows)
+        fast = state.predictor.enable_fast_path(rows)
+        print(f"fast path {'verified and on' if fast else 'off (model not supported): scikit-learn only'}", file=sys.stderr, flush=True)
     for _ in range(3):
         _predict(state, rows)
     state.metrics.model_info.labels(state.settings.model_version, state.settings.git_sha).set(1)

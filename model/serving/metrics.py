@@ -28,7 +28,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("serving_requests_total", "HTTP requests", ["route", "method", "status"], registry=r)
-        self.latency = Histogram("serving_request_duration_seconds", "request latency", ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram("serving_request_duration_seconds", "request latency", ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
         self.rows = Counter("serving_rows_total", "rows predicted", registry=r)
         self.predictions = Counter("serving_predictions_total", "predictions by class", ["label"], registry=r)
         self.scores = Counter("serving_prediction_score_total", "positive-class score counts per bucket upper bound", ["le"], registry=r)
