@@ -62,12 +62,17 @@ def _server_class() -> Any:
     return DrainingServer
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A listening socket. With reuse_port, every worker binds its own and the kernel spreads
+    connections evenly (one shared socket lets one busy worker take most of them: long tails)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -109,13 +114,23 @@ def serve(host: str, port: int, workers: int, model_dir: Path, contract_path: Pa
     if contract is None:
         contract = contract_mod.load(contract_path or model_dir / "contract.json")
     loaded = predictor.load(model_dir, contract)
-    sock = _bind(host, port)
+    reuse_port = workers > 1 and hasattr(socket, "SO_REUSEPORT") and os.environ.get("MLOPS_REUSE_PORT", "1") != "0"
+    # Fails here, before forking, if the port is taken. With reuse_port the parent only holds the
+    # port (bound, not listening, so the kernel never queues connections on it).
+    sock = _bind(host, port, reuse_port, listen=not reuse_port)
     nodelay = os.environ.get("MLOPS_TCP_NODELAY", "1") != "0"
     print(f"serving {model_dir} on http://{host}:{port} with {workers} worker(s)", file=sys.stderr, flush=True)
     if workers == 1:
         _run_worker(create_app(settings, contract, loaded), sock, settings.drain_seconds, nodelay)
         return 0
-    return _supervise(workers, lambda: _run_worker(create_app(settings, contract, loaded), sock, settings.drain_seconds, nodelay))
+
+    def worker() -> None:
+        own = _bind(host, port, True) if reuse_port else sock
+        if reuse_port:
+            sock.close()
+        _run_worker(create_app(settings, contract, loaded), own, settings.drain_seconds, nodelay)
+
+    return _supervise(workers, worker)
 
 
 def _supervise(workers: int, run: Any) -> int:
