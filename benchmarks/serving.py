@@ -107,8 +107,11 @@ def wrk(url: str, body: dict, clients: int, duration: int) -> dict[str, float]:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    bad = int(non2xx.group(1)) if non2xx else 0
+    timeouts = int(sock.group(4)) if sock else 0
+    other = sum(map(int, sock.groups()[:3])) if sock else 0
     return {"rps": float(rps.group(1)) if rps else 0.0, "p50": latency("50"), "p99": latency("99"),
-            "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)}
+            "errors": f"{bad}+{other}+{timeouts}t" if bad or other or timeouts else "0"}
 
 
 def measure(kind: str, model: Path, port: int, duration: int, env: dict[str, str] | None = None,
@@ -168,7 +171,7 @@ def main() -> int:
     theirs = measure("mlflow", model, 18303, args.duration, cases=cases)
 
     print(f"\nServing benchmark (wrk, {args.duration}s per case, {os.cpu_count()} cores; ours: 2 workers; mlflow: its defaults)\n")
-    print("| case | ours req/s | mlflow req/s | ratio | ours p50 / p99 ms | mlflow p50 / p99 ms | p99 ratio | errors ours/mlflow |")
+    print("| case | ours req/s | mlflow req/s | ratio | ours p50 / p99 ms | mlflow p50 / p99 ms | p99 ratio | errors ours/mlflow (non-2xx+socket+timeouts) |")
     print("|---|---|---|---|---|---|---|---|")
     def ms(value: float) -> str:
         return f"{value:.1f}" if value == value and value > 0 else "n/a"  # NaN/0: wrk printed no distribution
