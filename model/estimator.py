@@ -28,6 +28,25 @@ ESTIMATORS: dict[str, dict[str, Callable[..., BaseEstimator]]] = {  # FORK: add 
     "linear": {"classification": LogisticRegression, "regression": Ridge},
 }
 
+# The types skops must trust to load each fitted estimator (saving never runs pickle). FORK: add
+# yours; leave an estimator out and the pipeline finds them by serialising once more.
+TRUSTED_TYPES: dict[str, list[str]] = {
+    "random_forest": ["numpy.dtype", "sklearn.tree._tree.Tree"],
+    "hist_gradient_boosting": [
+        "numpy.dtype",
+        "sklearn._loss.link.Interval",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss.link.IdentityLink",
+        "sklearn._loss.link.MultinomialLogit",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn._loss.loss.HalfMultinomialLoss",
+        "sklearn._loss.loss.HalfSquaredError",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    ],
+    "linear": ["numpy.dtype"],
+}
+
 # Defaults applied unless train.params sets them (all cores for the forest).
 DEFAULTS: dict[str, dict[str, Any]] = {"random_forest": {"n_jobs": -1}}
 SEEDED = ("random_state",)

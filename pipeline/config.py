@@ -124,6 +124,7 @@ class MinimumTest(Strict):
 
 
 class BehaviourConfig(Strict):
+    max_rows: int = Field(default=20_000, ge=1)
     invariance: list[InvarianceTest] = []
     directional: list[DirectionalTest] = []
     minimum: list[MinimumTest] = []

@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix
 
 from pipeline.behaviour import run_behaviour
 from pipeline.config import Config
-from pipeline.metrics import is_better_or_equal, score
+from pipeline.metrics import Predictions, confusion, is_better_or_equal, metrics_of, predict
 from pipeline.train import features_and_target
 
 
@@ -27,30 +26,30 @@ def gates(config: Config, metrics: dict[str, float]) -> list[dict[str, Any]]:
     return results
 
 
-def slices(config: Config, model: Any, features: pd.DataFrame, target: pd.Series) -> list[dict[str, Any]]:
+def slices(config: Config, predictions: Predictions, features: pd.DataFrame) -> list[dict[str, Any]]:
     """The metric per value of each slice column, against its floor (or ceiling)."""
     results = []
     for spec in config.evaluate.slices:
-        for value, index in features.groupby(spec.column, observed=True, dropna=False).groups.items():
-            rows = len(index)
+        for value, positions in features.groupby(spec.column, observed=True, dropna=False).indices.items():
+            rows = len(positions)
             entry: dict[str, Any] = {"column": spec.column, "value": str(value), "rows": rows, "metric": spec.metric}
             if rows < spec.min_rows:
                 results.append({**entry, "value_metric": None, "passed": True, "note": f"fewer than {spec.min_rows} rows"})
                 continue
-            metric = score(config.task, model, features.loc[index], target.loc[index], config.positive_class).get(spec.metric)
+            metric = metrics_of(predictions.subset(positions)).get(spec.metric)
             passed = metric is not None and (spec.min is None or metric >= spec.min) and (spec.max is None or metric <= spec.max)
             results.append({**entry, "value_metric": metric, "min": spec.min, "max": spec.max, "passed": bool(passed)})
     return results
 
 
-def fairness(config: Config, model: Any, features: pd.DataFrame) -> dict[str, Any] | None:
+def fairness(config: Config, predictions: Predictions, features: pd.DataFrame) -> dict[str, Any] | None:
     """Demographic parity difference: the spread of positive-prediction rates across groups."""
     spec = config.evaluate.fairness
     if spec is None:
         return None
     if config.task != "classification":
         return {"column": spec.column, "metric": spec.metric, "passed": True, "note": "classification only; skipped"}
-    positive = pd.Series(np.asarray(model.predict(features)).astype(str) == str(config.positive_class), index=features.index)
+    positive = pd.Series(predictions.predicted == predictions.positive, index=features.index)
     rates = positive.groupby(features[spec.column].astype(str)).mean()
     gap = float(rates.max() - rates.min()) if len(rates) else 0.0
     return {
@@ -86,14 +85,11 @@ def compare(config: Config, challenger: dict[str, float], champion: dict[str, fl
     }
 
 
-def error_summary(config: Config, model: Any, features: pd.DataFrame, target: pd.Series) -> dict[str, Any]:
+def error_summary(predictions: Predictions) -> dict[str, Any]:
     """Confusion matrix (classification) or residual summary (regression)."""
-    predicted = model.predict(features)
-    if config.task == "classification":
-        labels = [str(c) for c in model.classes_]
-        matrix = confusion_matrix(target.astype(str), np.asarray(predicted).astype(str), labels=labels)
-        return {"confusion_matrix": {"labels": labels, "matrix": matrix.tolist()}}
-    residuals = target.to_numpy(dtype=float) - np.asarray(predicted, dtype=float)
+    if predictions.task == "classification":
+        return {"confusion_matrix": confusion(predictions)}
+    residuals = predictions.truth - predictions.predicted
     quantiles = np.quantile(residuals, [0.05, 0.25, 0.5, 0.75, 0.95]).tolist() if len(residuals) else []
     return {"residuals": {"mean": float(np.mean(residuals)), "std": float(np.std(residuals)), "quantiles": dict(zip(["p5", "p25", "p50", "p75", "p95"], quantiles))}}
 
@@ -101,18 +97,19 @@ def error_summary(config: Config, model: Any, features: pd.DataFrame, target: pd
 def evaluate(config: Config, model: Any, test: pd.DataFrame, champion: Any = None, champion_source: str | None = None) -> dict[str, Any]:
     """Run every model test on the evaluation split."""
     features, target = features_and_target(config, test)
-    metrics = score(config.task, model, features, target, config.positive_class)
-    champion_metrics = score(config.task, champion, features, target, config.positive_class) if champion is not None else None
+    predictions = predict(config.task, model, features, target, config.positive_class)
+    metrics = metrics_of(predictions)
+    champion_metrics = metrics_of(predict(config.task, champion, features, target, config.positive_class)) if champion is not None else None
     result: dict[str, Any] = {
         "rows": len(test),
         "metrics": metrics,
         "champion_metrics": champion_metrics,
         "gates": gates(config, metrics),
-        "slices": slices(config, model, features, target),
-        "fairness": fairness(config, model, features),
+        "slices": slices(config, predictions, features),
+        "fairness": fairness(config, predictions, features),
         "behaviour": run_behaviour(config, model, features),
         "champion": compare(config, metrics, champion_metrics, champion_source),
-        **error_summary(config, model, features, target),
+        **error_summary(predictions),
     }
     result["failures"] = failures(result)
     result["passed"] = not result["failures"]

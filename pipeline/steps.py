@@ -27,6 +27,7 @@ class Workspace:
 
     config: Config
     _frames: dict[str, Any] = field(default_factory=dict)
+    trained: Any = None  # the model fitted by this run's train step, reused by evaluate
 
     @property
     def paths(self) -> Paths:
@@ -118,13 +119,15 @@ def run_train(config: Config, ws: Workspace | None = None) -> int:
         raise PipelineError("train: the data changed since it was validated; run `mlops validate`")
     invalidate(ws, "train")
     result = train(config, ws.data())
-    features, _ = features_and_target(config, result.train)
-    example = features.dropna().head(5) if len(features.dropna()) else features.head(5)
+    features, _ = features_and_target(config, result.train.head(1000))
+    complete = features.dropna()
+    example = complete.head(5) if len(complete) else features.head(5)
     params = {"estimator": config.train.estimator, **config.train.params, "seed": config.seed, "test_size": config.data.test_size,
               "rows_train": len(result.train), "rows_test": len(result.test)}
     tags = {"git_sha": tracking.git_sha(config.root), "data_hash": data_hash, "config_hash": tracking.config_hash(config),
             **{f"version.{k}": v for k, v in tracking.package_versions().items()}}
     logged = tracking.log_training(config, result.model, example, params, result.metrics, tags, ws.paths.model_dir)
+    ws.trained = result.model
     info = {**logged, "metrics": result.metrics, "params": params, "git_sha": tags["git_sha"], "data_hash": data_hash,
             "config_hash": tags["config_hash"], "fit_seconds": result.fit_seconds, "model_dir": str(ws.paths.model_dir),
             "tracking_uri": Paths(config.root).tracking_uri, "packages": tracking.package_versions()}
@@ -143,8 +146,10 @@ def load_champion(config: Config, override: str | None) -> tuple[Any, str | None
         if not (Path(override) / "MLmodel").is_file():
             raise PipelineError(f"evaluate: --champion {override}: not an MLflow model directory (no MLmodel file)")
         return tracking.load_model(override), override
-    tracking.configure(config)
-    version = champion_version(config)
+    version = None
+    if tracking.registry_may_hold_champion(config):
+        tracking.configure(config)
+        version = champion_version(config)
     if version is not None:
         uri = f"models:/{config.registered_model}@{CHAMPION}"
         return tracking.load_model(uri), f"{uri} (version {version})"
@@ -167,7 +172,7 @@ def run_evaluate(config: Config, champion_path: str | None = None, ws: Workspace
     if not (ws.paths.model_dir / "MLmodel").is_file():
         raise PipelineError(f"evaluate: {ws.paths.model_dir} not found; run `mlops train` first")
     invalidate(ws, "evaluate")
-    model = tracking.load_model(str(ws.paths.model_dir))
+    model = ws.trained if ws.trained is not None else tracking.load_model(str(ws.paths.model_dir))
     champion, source = load_champion(config, champion_path)
     _, test = split(config, ws.data())
     result = evaluate(config, model, test, champion, source)

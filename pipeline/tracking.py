@@ -86,11 +86,33 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(dumped.encode()).hexdigest()
 
 
-def trusted_types(model: Any) -> list[str]:
-    """The non-default types the fitted model needs skops to trust when it is loaded."""
+def trusted_types(config: Config, model: Any) -> list[str]:
+    """The non-default types the fitted model needs skops to trust when it is loaded.
+
+    Declared per estimator in model/estimator.py (free); for an estimator that declares none,
+    found by serialising the model once more (about 0.4 s for a 200-tree forest).
+    """
+    from model.estimator import TRUSTED_TYPES
+
+    declared = TRUSTED_TYPES.get(config.train.estimator)
+    if declared is not None:
+        return list(declared)
     import skops.io as sio
 
     return list(sio.get_untrusted_types(data=sio.dumps(model)))
+
+
+def registry_may_hold_champion(config: Config) -> bool:
+    """False when the local registry certainly has no `champion` (saves starting MLflow)."""
+    paths = Paths(config.root)
+    if paths.tracking_uri != paths.local_tracking_uri:
+        return True
+    registry = paths.state / "registry.json"
+    if not (paths.state / "mlflow.db").is_file():
+        return False
+    if not registry.is_file():
+        return True
+    return "champion" in json.loads(registry.read_text()).get("aliases", {})
 
 
 def log_training(
@@ -121,7 +143,7 @@ def log_training(
                 input_example=example,
                 pip_requirements=pip_requirements(),
                 serialization_format="skops",
-                skops_trusted_types=trusted_types(model),
+                skops_trusted_types=trusted_types(config, model),
                 metadata={"project": config.project, "task": config.task, **tags},
             )
     save_local_copy(info.model_uri, model_dir)

@@ -38,3 +38,25 @@ def test_feature_pipeline_handles_missing_values_and_unseen_categories(make_conf
     odd.loc[odd.index[0], "species"] = "Emperor"  # unseen in training
     odd.loc[odd.index[1], "culmen_length_mm"] = float("nan")
     assert list(model.predict(odd)) and set(model.predict(odd)) <= {"male", "female"}
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+@pytest.mark.parametrize(("task", "target"), [("classification", "sex"), ("classification", "species"), ("regression", "body_mass_g")])
+def test_declared_trusted_types_cover_what_skops_finds(make_config, name, task, target):
+    """A missing type would make the saved model unloadable (skops refuses untrusted types)."""
+    import skops.io as sio
+
+    from model.estimator import TRUSTED_TYPES
+
+    def variant(raw):
+        raw.update(task=task)
+        raw["data"].update(target=target)
+        raw["data"]["positive_class"] = "Adelie" if target == "species" else None
+        raw["validate"]["columns"][target]["feature"] = False
+        raw["train"] = {"estimator": name, "params": {"max_iter": 20} if name == "hist_gradient_boosting" else {}}
+
+    config = load_config(make_config(variant))
+    data = pd.read_csv(config.root / config.data.path)
+    y = data[target] if task == "regression" else data[target].astype(str)
+    model = build_model(config).fit(data[config.feature_columns], y)
+    assert set(sio.get_untrusted_types(data=sio.dumps(model))) <= set(TRUSTED_TYPES[name])
