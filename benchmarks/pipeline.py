@@ -437,8 +437,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale-repeats",
                         help="rounds per scale size: one number for all, or one per size (default 3, and 1 from 1M rows)")
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated row counts for the scale part")
-    parser.add_argument("--scale-via", choices=("steps", "run"), default="steps",
-                        help="scale: three step commands (as CI runs them; default) or one `mlops run --force`")
+    parser.add_argument("--scale-via", choices=("steps", "run"), default="run",
+                        help="scale: one `mlops run --force` (default, what a user runs) or three step commands")
     parser.add_argument("--skip-peer", action="store_true", help="skip the peer comparison")
     parser.add_argument("--skip-scale", action="store_true", help="skip the scale part")
     parser.add_argument("--threads", type=int, default=1,
