@@ -3,19 +3,31 @@
 Why without MLflow: the full package adds hundreds of MB and seconds of start-up to the image.
 The directory's `MLmodel` file names the serialized file, its format and, for skops, the types
 the trainer declared trusted; that is all loading needs.
+
+Start-up without scikit-learn: importing scikit-learn, scipy and skops takes seconds. When the
+model directory holds a verified fast path compiled from this very model file (`save_compiled`,
+run by `mlops build` and at the first scikit-learn load), `load_compiled` reads only that (NumPy)
+and scikit-learn loads later in a background thread, for large batches.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import yaml
 
+from model.serving import fastpath
 from model.serving.contract import Contract
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Up to this many rows a request may take the NumPy fast path (beyond, scikit-learn is as fast).
 FAST_PATH_MAX_ROWS = 64
@@ -30,24 +42,25 @@ class Prediction:
 
 
 class Predictor:
-    """A fitted scikit-learn estimator plus the contract that shapes its input frame."""
+    """A fitted scikit-learn estimator plus the contract that shapes its input frame.
 
-    def __init__(self, estimator: Any, contract: Contract, info: dict[str, Any]) -> None:
+    `estimator` is None while only the compiled fast path is loaded (then `classes` comes from it)."""
+
+    def __init__(self, estimator: Any, contract: Contract, info: dict[str, Any], classes: list[str] | None = None) -> None:
         self.estimator = estimator
         self.contract = contract
         self.info = info
         self.columns = contract.feature_names
         self._string_columns = [f.name for f in contract.fields if f.type in ("string", "category")]
-        classes = getattr(estimator, "classes_", None)
+        classes = classes if estimator is None else getattr(estimator, "classes_", None)
         self.classes = [str(c) for c in classes] if classes is not None and contract.task == "classification" else None
         self._positive = self.classes.index(contract.positive_class) if self.classes and contract.positive_class in self.classes else None
-        self.fast: Any = None  # fastpath.FastPath once verified
-        _single_thread(estimator)
+        self.fast: fastpath.FastPath | None = None  # once verified
+        if estimator is not None:
+            _single_thread(estimator)
 
     def enable_fast_path(self, example_rows: list[dict[str, Any]]) -> bool:
         """Use the NumPy fast path for small requests if it reproduces scikit-learn exactly."""
-        from model.serving import fastpath
-
         self.fast = fastpath.verified(self.estimator, self.contract, self._sklearn_values, example_rows)
         return self.fast is not None
 
@@ -73,8 +86,27 @@ class Predictor:
         scores = values[:, self._positive] if self._positive is not None else values.max(axis=1)
         return Prediction(labels, self.classes, values, scores)
 
+    def load_estimator_in_background(self, model_dir: str | Path) -> threading.Thread:
+        """Load scikit-learn and the estimator in a thread; large batches use its trees once done
+        (until then every request takes the NumPy walk, which is verified too)."""
+        def run() -> None:
+            try:
+                estimator, _ = load_estimator(model_dir)
+                _single_thread(estimator)
+                if self.fast is not None:
+                    self.fast.attach(estimator)
+                self.estimator = estimator
+            except Exception as exc:  # noqa: BLE001 - serving continues on the verified NumPy path
+                print(f"background scikit-learn load failed, NumPy path only: {exc!r}", file=sys.stderr, flush=True)
+
+        thread = threading.Thread(target=run, name="load-scikit-learn", daemon=True)
+        thread.start()
+        return thread
+
     def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Rows (already validated) as the DataFrame training saw: missing values as NaN."""
+        import pandas as pd
+
         frame = pd.DataFrame.from_records(rows, columns=self.columns)
         for name in self._string_columns:
             column = frame[name]
@@ -127,6 +159,67 @@ def load_estimator(model_dir: str | Path) -> tuple[Any, dict[str, Any]]:
 def load(model_dir: str | Path, contract: Contract) -> Predictor:
     estimator, info = load_estimator(model_dir)
     return Predictor(estimator, contract, info)
+
+
+def model_hash(model_dir: Path, info: dict[str, Any]) -> str:
+    """SHA-256 of the serialized model file: what a compiled fast path was made from."""
+    digest = hashlib.sha256()
+    with open(model_dir / info["flavors"]["sklearn"]["pickled_model"], "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_compiled(model_dir: str | Path, contract: Contract) -> Predictor | None:
+    """The fast path saved next to the model, NumPy only, if it was compiled from this very model
+    file (same SHA-256). None when missing, stale or unreadable: use `load` (scikit-learn)."""
+    model_dir = Path(model_dir)
+    try:
+        info = read_mlmodel(model_dir)
+        fast, doc = fastpath.load(model_dir)
+        if doc.get("model_sha256") != model_hash(model_dir, info):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    loaded = Predictor(None, contract, info, classes=doc.get("classes"))
+    loaded.fast = fast
+    return loaded
+
+
+def save_compiled(loaded: Predictor, model_dir: str | Path, example_rows: list[dict[str, Any]]) -> bool:
+    """Save `loaded`'s verified fast path next to the model for `load_compiled`. The written copy
+    is read back and must reproduce scikit-learn on the verification rows (NumPy walk and
+    scikit-learn's trees) before it replaces any artifact. False if not verified or not writable."""
+    if loaded.fast is None or loaded.estimator is None:
+        return False
+    model_dir = Path(model_dir)
+    suffix = f".tmp{os.getpid()}.{threading.get_ident()}"
+    written = [model_dir / (name + suffix) for name in (fastpath.ARTIFACT_NPZ, fastpath.ARTIFACT_JSON)]
+    try:
+        fastpath.save(loaded.fast, model_dir, {"model_sha256": model_hash(model_dir, loaded.info), "classes": loaded.classes}, suffix)
+        copy, _ = fastpath.load(model_dir, suffix)
+        rows = fastpath.verification_rows(loaded.contract, example_rows)
+        if not fastpath.agrees(copy, loaded._sklearn_values, rows):
+            return False
+        copy.attach(loaded.estimator)
+        if not fastpath.agrees(copy, loaded._sklearn_values, rows):
+            return False
+        for path in written:  # json last: it names the model hash, so it commits the pair
+            os.replace(path, model_dir / path.name.removesuffix(suffix))
+        return True
+    except (OSError, ValueError, TypeError) as exc:  # read-only model directory, or categories JSON cannot hold
+        print(f"fast path not saved next to the model: {exc}", file=sys.stderr, flush=True)
+        return False
+    finally:
+        for path in written:
+            path.unlink(missing_ok=True)
+
+
+def compile_fast_path(model_dir: str | Path, contract: Contract) -> bool:
+    """Load with scikit-learn, verify the fast path and save it next to the model (`mlops build`)."""
+    loaded = load(model_dir, contract)
+    rows = warm_up_rows(model_dir, contract)
+    return loaded.enable_fast_path(rows) and save_compiled(loaded, model_dir, rows)
 
 
 def warm_up_rows(model_dir: str | Path, contract: Contract) -> list[dict[str, Any]]:
