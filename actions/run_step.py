@@ -19,11 +19,12 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 # What each step exposes as action outputs: output name -> (file under outputs/, JSON key).
-# A key of None exposes the file's path itself.
+# A key of None exposes the file's path itself; a list becomes one item per line.
 STEP_OUTPUTS: dict[str, dict[str, tuple[str, str | None]]] = {
     "validate": {"passed": ("validate.json", "passed"), "result": ("validate.json", None)},
     "train": {"run-id": ("train.json", "run_id"), "model-dir": ("train.json", "model_dir"), "result": ("train.json", None)},
@@ -31,7 +32,12 @@ STEP_OUTPUTS: dict[str, dict[str, tuple[str, str | None]]] = {
     "report": {"verdict": ("summary.json", "verdict"), "report": ("report.md", None), "summary": ("summary.json", None)},
     "promote": {"model-version": ("promote.json", "version"), "moved": ("promote.json", "moved"), "result": ("promote.json", None)},
     "run": {"verdict": ("summary.json", "verdict"), "report": ("report.md", None), "summary": ("summary.json", None)},
-    "build": {"model-version": ("build.json", "model_version"), "result": ("build.json", None)},
+    # `mlops build --context DIR` (stage only) fills context..secret-files for docker/build-push-action
+    "build": {"model-version": ("build.json", "model_version"), "result": ("build.json", None),
+              "context": ("build.json", "context"), "repository": ("build.json", "repository"),
+              "build-args": ("build.json", "build_args"), "labels": ("build.json", "labels"),
+              "secret-files": ("build.json", "secret_files"), "base-image": ("build.json", "base_image"),
+              "git-sha": ("build.json", "git_sha")},
     "deploy": {},
     "drift": {"result": ("drift.json", None)},
 }
@@ -152,6 +158,8 @@ def step_outputs(step: str, outputs_dir: Path, exit_code: int) -> dict[str, str]
             value = json.loads(path.read_text()).get(key, "")
         except (OSError, ValueError, AttributeError):
             value = ""
+        if isinstance(value, list):
+            value = "\n".join(map(str, value))
         values[name] = str(value).lower() if isinstance(value, bool) else str(value)
     return values
 
@@ -178,7 +186,15 @@ def append(env_name: str, text: str) -> None:
 
 
 def write_outputs(values: dict[str, str]) -> None:
-    append("GITHUB_OUTPUT", "".join(f"{name}={value}\n" for name, value in values.items() if "\n" not in value))
+    """`name=value` lines; a multi-line value in GitHub's `name<<DELIMITER` form."""
+    text = []
+    for name, value in values.items():
+        if "\n" not in value and "\r" not in value:
+            text.append(f"{name}={value}\n")
+            continue
+        delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
+        text.append(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+    append("GITHUB_OUTPUT", "".join(text))
 
 
 # ---------------------------------------------------------------- commands

@@ -1,10 +1,14 @@
 """build the serving image and push it to a registry (tags: git sha and model version).
 
-The build context is staged in a temp folder with only what the image needs: the `model`
-package, the MLflow model directory, the contract derived from mlops.yaml and pinned
-requirements (scikit-learn pinned to the version the model was trained with). When the base
-image cannot be pulled (no Docker Hub), the air-gapped base is built from Debian packages with
-infra/base-image.sh. Writes outputs/build.json and, under GitHub Actions, step outputs.
+The build context is staged (`stage`, the one place that decides what goes into the image) with
+only what the image needs: the `model` package, the MLflow model directory, the contract derived
+from mlops.yaml, pinned requirements (scikit-learn pinned to the version the model was trained
+with) and infra/docker/Dockerfile, plus the build args and OCI lineage labels. `--context DIR`
+stops there: it stages into DIR and records the build args, labels and secret files in
+outputs/build.json (and, through actions/run_step.py, step outputs) for a builder such as
+docker/build-push-action. Without it the image is built and pushed here; when the base image
+cannot be pulled (no Docker Hub), the air-gapped base is built from Debian packages with
+infra/base-image.sh. infra/ is the one beside mlops.yaml, else the one shipped with the package.
 """
 
 from __future__ import annotations
@@ -16,19 +20,19 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from pipeline.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[1]
-DOCKERFILE = REPO / "infra" / "docker" / "Dockerfile"
-BASE_SCRIPT = REPO / "infra" / "base-image.sh"
 DEFAULT_BASE = "python:3.11-slim"
 AIR_GAPPED_BASE = "local/python-base:3.11"
 # What the server imports at run time; versions are pinned to this environment's (the training one).
 RUNTIME_PACKAGES = ["scikit-learn", "skops", "numpy", "scipy", "pandas", "pyyaml", "fastapi", "pydantic",
                     "uvicorn", "httptools", "uvloop", "prometheus-client", "orjson"]
+CONTEXT_MARK = ".mlops-context"  # marks a folder `--context` staged, so a re-run may replace it
 CA_BUNDLES = [os.environ.get("PIP_CERT", ""), os.environ.get("SSL_CERT_FILE", ""), "/etc/ssl/certs/ca-certificates.crt"]
 
 
@@ -39,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-image", default=os.environ.get("MLOPS_BASE_IMAGE", DEFAULT_BASE))
     parser.add_argument("--no-push", action="store_true", help="build and tag only")
     parser.add_argument("--tag", action="append", default=[], help="extra tag (repeatable)")
+    parser.add_argument("--context", metavar="DIR", help="only stage the build context into DIR and write the build args and "
+                        "labels to outputs/build.json; no docker needed, nothing is built or pushed")
+
+
+def infra_dir(root: Path | None) -> Path:
+    """infra/ beside mlops.yaml (a forker's edited copy) when it exists, else the package's own."""
+    if root is not None and (Path(root) / "infra").is_dir():
+        return Path(root) / "infra"
+    return REPO / "infra"
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, capture: bool = False) -> str:
@@ -65,7 +78,7 @@ def docker_for_build() -> tuple[str, dict[str, str]]:
     raise PipelineError("no docker client with BuildKit found (install docker buildx, or set MLOPS_DOCKER)")
 
 
-def ensure_base(docker: str, base: str) -> str:
+def ensure_base(docker: str, base: str, infra: Path = REPO / "infra") -> str:
     """Use `base` if present or pullable; else build the air-gapped base from Debian packages."""
     if subprocess.run([docker, "image", "inspect", base], capture_output=True).returncode == 0:
         return base
@@ -75,7 +88,7 @@ def ensure_base(docker: str, base: str) -> str:
         print(f"build: cannot pull {base}; using {AIR_GAPPED_BASE}")
         return AIR_GAPPED_BASE
     print(f"build: cannot pull {base}; building {AIR_GAPPED_BASE} with debootstrap (about 1.5 min)")
-    _run(["bash", str(BASE_SCRIPT), AIR_GAPPED_BASE], "air-gapped base image build")
+    _run(["bash", str(infra / "base-image.sh"), AIR_GAPPED_BASE], "air-gapped base image build")
     return AIR_GAPPED_BASE
 
 
@@ -94,7 +107,7 @@ def requirements(model_dir: Path) -> str:
     return "".join(f"{name}=={version}\n" if version else f"{name}\n" for name, version in pins.items())
 
 
-def stage_context(config, model_dir: Path, dest: Path) -> Path:  # type: ignore[no-untyped-def]
+def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Path:  # type: ignore[no-untyped-def]
     """Everything the Dockerfile copies, and nothing else."""
     from model.serving.contract import from_config, write
 
@@ -103,8 +116,54 @@ def stage_context(config, model_dir: Path, dest: Path) -> Path:  # type: ignore[
     shutil.copytree(model_dir, dest / "artifacts" / "model", ignore=ignore)
     write(from_config(config), dest / "artifacts" / "contract.json")
     (dest / "requirements.txt").write_text(requirements(model_dir))
-    shutil.copy(DOCKERFILE, dest / "Dockerfile")
+    shutil.copy(infra / "docker" / "Dockerfile", dest / "Dockerfile")
     return dest
+
+
+@dataclass
+class Staged:
+    """A staged build context and what a builder needs besides it."""
+
+    context: Path
+    repository: str
+    tags: list[str]
+    build_args: dict[str, str]
+    labels: dict[str, str]
+    secret_files: list[str] = field(default_factory=list)  # `id=path`, as docker/build-push-action takes them
+
+
+def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> Staged:  # type: ignore[no-untyped-def]
+    """Stage the context into `dest` and compute tags, build args, OCI lineage labels and secrets."""
+    sha = git_sha(config.root)
+    if sha == "unknown":
+        sha = resolved.tags.get("git_sha", sha)  # not a git checkout: the commit the model was trained at
+    repo = f"{args.registry.rstrip('/')}/{args.image or config.project}".lower()
+    tags = [f"{repo}:git-{sha[:12]}", f"{repo}:model-{resolved.version}", *[f"{repo}:{t}" for t in args.tag]]
+    build_args = {"BASE_IMAGE": base, "GIT_SHA": sha, "MODEL_VERSION": resolved.version, "MODEL_URI": resolved.uri,
+                  "DATA_HASH": resolved.tags.get("data_hash", "unknown"),
+                  "CREATED": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "SOURCE": os.environ.get("GITHUB_SERVER_URL", "") + ("/" + os.environ["GITHUB_REPOSITORY"] if "GITHUB_REPOSITORY" in os.environ else "")}
+    # the same lineage the Dockerfile's LABEL sets from the build args, for builders that merge labels
+    labels = {"org.opencontainers.image.revision": sha, "org.opencontainers.image.version": resolved.version,
+              "org.opencontainers.image.created": build_args["CREATED"], "org.opencontainers.image.base.name": base,
+              "io.mlops.model.version": resolved.version, "io.mlops.model.uri": resolved.uri,
+              "io.mlops.data.hash": build_args["DATA_HASH"]}
+    if build_args["SOURCE"]:
+        labels["org.opencontainers.image.source"] = build_args["SOURCE"]
+    ca = next((c for c in CA_BUNDLES if c and Path(c).is_file()), None)
+    stage_context(config, resolved.path, dest, infra_dir(config.root))
+    return Staged(dest, repo, tags, build_args, labels, [f"pipca={ca}"] if ca else [])
+
+
+def _fresh_folder(path: Path) -> Path:
+    """An empty folder at `path`; refuses to empty one that is not an earlier staged context."""
+    path = path.resolve()
+    if path.exists() and any(path.iterdir()):
+        if not (path / CONTEXT_MARK).is_file():
+            raise PipelineError(f"--context {path}: folder is not empty (use a new folder)")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def git_sha(root: Path) -> str:
@@ -112,46 +171,61 @@ def git_sha(root: Path) -> str:
     return os.environ.get("GITHUB_SHA") or (result.stdout.strip() if result.returncode == 0 else "unknown")
 
 
+def _write_result(config, result: dict) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.paths import Paths
+
+    out = Paths(config.root).outputs / "build.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
-    from pipeline.paths import Paths
     from pipeline.serve import resolve_model
 
     config = load_config(args.config)
     resolved = resolve_model(config, args.model)
+    if args.context:
+        staged = stage(config, resolved, args, args.base_image, _fresh_folder(Path(args.context)))
+        (staged.context / CONTEXT_MARK).write_text("staged by `mlops build --context`\n")
+        (staged.context / ".dockerignore").write_text(CONTEXT_MARK + "\n")
+        _write_result(config, {"mode": "context", "context": str(staged.context), "repository": staged.repository,
+                               "tags": staged.tags, "build_args": [f"{k}={v}" for k, v in staged.build_args.items()],
+                               "labels": [f"{k}={v}" for k, v in staged.labels.items()], "secret_files": staged.secret_files,
+                               "base_image": args.base_image, "model_version": resolved.version, "model_uri": resolved.uri,
+                               "git_sha": staged.build_args["GIT_SHA"]})
+        for key, value in staged.build_args.items():
+            print(f"build-arg {key}={value}")
+        for key, value in staged.labels.items():
+            print(f"label {key}={value}")
+        print(f"build: staged the context of {staged.repository} in {staged.context} (model {resolved.version}, base {args.base_image}); not built")
+        return 0
     docker, env = docker_for_build()
-    base = ensure_base(docker, args.base_image)
-    sha = git_sha(config.root)
-    if sha == "unknown":
-        sha = resolved.tags.get("git_sha", sha)  # not a git checkout: the commit the model was trained at
-    repo = f"{args.registry.rstrip('/')}/{args.image or config.project}"
-    tags = [f"{repo}:git-{sha[:12]}", f"{repo}:model-{resolved.version}", *[f"{repo}:{t}" for t in args.tag]]
-    build_args = {"BASE_IMAGE": base, "GIT_SHA": sha, "MODEL_VERSION": resolved.version, "MODEL_URI": resolved.uri,
-                  "DATA_HASH": resolved.tags.get("data_hash", "unknown"),
-                  "CREATED": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  "SOURCE": os.environ.get("GITHUB_SERVER_URL", "") + ("/" + os.environ["GITHUB_REPOSITORY"] if "GITHUB_REPOSITORY" in os.environ else "")}
+    base = ensure_base(docker, args.base_image, infra_dir(config.root))
     with tempfile.TemporaryDirectory(prefix="mlops-build-") as tmp:
-        context = stage_context(config, resolved.path, Path(tmp))
+        staged = stage(config, resolved, args, base, Path(tmp))
+        repo, tags = staged.repository, staged.tags
         cmd = [docker, "build", "--pull=false", "-q"]
-        ca = next((c for c in CA_BUNDLES if c and Path(c).is_file()), None)
-        if ca:
-            cmd += ["--secret", f"id=pipca,src={ca}"]
-        for key, value in build_args.items():
+        for secret in staged.secret_files:
+            secret_id, _, src = secret.partition("=")
+            cmd += ["--secret", f"id={secret_id},src={src}"]
+        for key, value in staged.build_args.items():
             cmd += ["--build-arg", f"{key}={value}"]
+        for key, value in staged.labels.items():
+            cmd += ["--label", f"{key}={value}"]
         for tag in tags:
             cmd += ["-t", tag]
-        image_id = _run([*cmd, str(context)], "docker build", env=env, capture=True)
+        image_id = _run([*cmd, str(staged.context)], "docker build", env=env, capture=True)
     digest = ""
     if not args.no_push:
         for tag in tags:
             _run([docker, "push", tag], "quiet docker push", capture=True)
         repo_digests = _run([docker, "image", "inspect", "--format", "{{json .RepoDigests}}", tags[0]], "inspect", capture=True)
         digest = next((d for d in json.loads(repo_digests) if d.startswith(repo + "@")), "")
-    result = {"image": tags[0], "tags": tags, "digest": digest, "image_id": image_id, "base_image": base,
-              "model_version": resolved.version, "model_uri": resolved.uri, "git_sha": sha}
-    out = Paths(config.root).outputs / "build.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    sha = staged.build_args["GIT_SHA"]
+    _write_result(config, {"image": tags[0], "tags": tags, "digest": digest, "image_id": image_id, "base_image": base,
+                           "model_version": resolved.version, "model_uri": resolved.uri, "git_sha": sha,
+                           "repository": repo, "labels": [f"{k}={v}" for k, v in staged.labels.items()]})
     if gh := os.environ.get("GITHUB_OUTPUT"):
         with open(gh, "a", encoding="utf-8") as handle:
             handle.write(f"image={digest or tags[0]}\ntags={','.join(tags)}\ndigest={digest}\n")

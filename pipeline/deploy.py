@@ -24,6 +24,7 @@ from typing import Any
 from pipeline.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[1]
+# the package's own infra/; a forker's infra/ beside mlops.yaml wins (pipeline.build.infra_dir)
 STACK_FILE = REPO / "infra" / "swarm" / "stack.yml"
 OVERLAYS = REPO / "infra" / "k8s" / "overlays"
 TERMINAL = {"completed", "rollback_completed", "paused", "rollback_paused"}
@@ -121,7 +122,10 @@ def deploy_swarm(config: Any, args: argparse.Namespace, image: str) -> int:
     previous_started = ((before or {}).get("UpdateStatus") or {}).get("StartedAt")
     env = {**os.environ, "IMAGE": image, "PUBLISHED_PORT": str(port), "REPLICAS": str(args.replicas),
            "DEPLOY_ENV": args.env, "IMAGE_DIGEST": image.partition("@")[2] or "unknown"}
-    files = [arg for path in [STACK_FILE, *args.compose_file] for arg in ("-c", str(path))]
+    from pipeline.build import infra_dir
+
+    stack_file = infra_dir(config.root) / "swarm" / "stack.yml"
+    files = [arg for path in [stack_file, *args.compose_file] for arg in ("-c", str(path))]
     result = subprocess.run(["docker", "stack", "deploy", "--prune", *files, stack], env=env,
                             capture_output=True, text=True)
     if result.returncode != 0:
@@ -154,13 +158,19 @@ def _kubectl() -> str:
     return path
 
 
-def render_overlay(env: str, image: str | None) -> list[dict[str, Any]]:
-    """The overlay as manifests (kubectl kustomize), with the Deployment's image set."""
+def render_overlay(env: str, image: str | None, root: Path | None = None) -> list[dict[str, Any]]:
+    """The overlay as manifests (kubectl kustomize), with the Deployment's image set.
+
+    `root` is the config root: its infra/ (a forker's edited copy) wins over the package's.
+    """
     import yaml
 
-    out = subprocess.run([_kubectl(), "kustomize", str(OVERLAYS / env)], capture_output=True, text=True)
+    from pipeline.build import infra_dir
+
+    overlay = infra_dir(root) / "k8s" / "overlays" / env
+    out = subprocess.run([_kubectl(), "kustomize", str(overlay)], capture_output=True, text=True)
     if out.returncode != 0:
-        raise PipelineError(f"kubectl kustomize {OVERLAYS / env} failed: {out.stderr.strip()}")
+        raise PipelineError(f"kubectl kustomize {overlay} failed: {out.stderr.strip()}")
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     if image:
         for doc in docs:
@@ -181,7 +191,7 @@ def deploy_kubernetes(config: Any, args: argparse.Namespace, image: str) -> int:
     import yaml
 
     kubectl = _kubectl()
-    docs = render_overlay(args.env, image)
+    docs = render_overlay(args.env, image, config.root)
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
     applied = subprocess.run([kubectl, "apply", "-f", "-"], input=yaml.safe_dump_all(docs), capture_output=True, text=True)

@@ -4,7 +4,7 @@ How a scenario runs:
 - the repository is copied to a temp folder and committed as a fresh git repository (a template
   fork looks like that: one commit, no secrets, no variables);
 - `act EVENT -e event.json -P ubuntu-latest=-self-hosted` runs the jobs on this machine;
-- every pinned remote action (setup-python, cache, artifacts) is replaced by a local stand-in
+- every pinned remote action (setup-python, cache, artifacts, the Docker actions) is replaced by a local stand-in
   from tests/github/stand-ins through `--local-repository OWNER/REPO@SHA=DIR`. TESTS ONLY: on
   GitHub the real actions run; the workflows are not modified;
 - `python` on PATH is a session venv whose site-packages link to the project's venv through a
@@ -38,6 +38,8 @@ STAND_IN_DIRS = {
     "actions/attest-build-provenance": STAND_INS / "attest-build-provenance",
     "docker/setup-buildx-action": STAND_INS / "setup-buildx-action",
     "docker/login-action": STAND_INS / "login-action",
+    "docker/metadata-action": STAND_INS / "metadata-action",
+    "docker/build-push-action": STAND_INS / "build-push-action",
 }
 USES = re.compile(r"^\s*(?:-\s*)?uses:\s*['\"]?([^'\"\s#]+)", re.MULTILINE)
 _IGNORE_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache")

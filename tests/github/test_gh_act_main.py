@@ -2,10 +2,11 @@
 
 TESTS ONLY, as in test_gh_act.py: remote actions are local stand-ins (`act --local-repository`);
 docker/setup-buildx-action and docker/login-action become a no-op check and a plain `docker
-login`, actions/attest-build-provenance records its subject (signing needs Sigstore and GitHub).
-The image is really built by `mlops build` on the local engine and pushed to the local registry
-(127.0.0.1:5000, started by tests/engines.py); IMAGE_REGISTRY points the workflow there instead
-of GHCR. No DEPLOY_TARGET is set, as in a fresh fork: the deploy jobs must be skipped with a
+login`, docker/metadata-action computes the tags and labels in Python, docker/build-push-action
+runs a real `docker build` of the context `mlops build --context` staged and pushes it, and
+actions/attest-build-provenance records its subject (signing needs Sigstore and GitHub). The
+image lands in the local registry (127.0.0.1:5000, started by tests/engines.py); IMAGE_REGISTRY
+points the workflow there instead of GHCR. No DEPLOY_TARGET is set, as in a fresh fork: the deploy jobs must be skipped with a
 notice while the rest stays green. (Deploying to swarm is proven in tests/infra.)
 """
 
@@ -140,7 +141,7 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
     finally:
         for name in stacks:
             subprocess.run(["docker", "stack", "rm", name], capture_output=True)
-    return {"repo": repo, "state": state, "address": address, "fresh": fresh, "fresh_attestations": fresh_attestations,
+    return {"repo": repo, "state": state, "address": address, "base": base, "fresh": fresh, "fresh_attestations": fresh_attestations,
             "deployed": deployed, "production_version": production_version}
 
 
@@ -156,18 +157,43 @@ def test_merge_as_a_fresh_fork_builds_pushes_attests_and_skips_deploy_with_a_not
     index = json.loads((merge_runs["state"] / "cache" / "index.json").read_text())
     assert any(key.startswith("mlops-champion-Linux-") for key in index)
 
-    # the image is in the registry under the git-sha and model-version tags, and was attested
+    # the image job staged the context with `mlops build --context` and built it with the Docker actions
+    assert "$ mlops --config mlops.yaml build --model outputs/model --registry" in result.log
+    assert "--context" in result.log and "stand-in build-push:" in result.log
+    sha = actkit.head_sha(repo)
+    builds = [json.loads(line) for line in (merge_runs["state"] / "builds.jsonl").read_text().splitlines()]
+    image = f"{address}/acme/penguins-sex"
+    assert sorted(builds[0]["tags"]) == sorted([f"{image}:sha-{sha[:7]}", f"{image}:model-1"])
+
+    # the image is in the registry under the sha and model-version tags, and was attested by digest
     with urllib.request.urlopen(f"http://{address}/v2/acme/penguins-sex/tags/list", timeout=10) as response:
         tags = set(json.load(response)["tags"])
-    assert f"git-{actkit.head_sha(repo)[:12]}" in tags and "model-1" in tags
+    assert {f"sha-{sha[:7]}", "model-1"} <= tags
     attestations = [json.loads(line) for line in merge_runs["fresh_attestations"].splitlines()]
     assert len(attestations) == 1
     subject = attestations[0]
-    assert subject["subject-name"] == f"{address}/acme/penguins-sex" and subject["push-to-registry"] == "true"
+    assert subject["subject-name"] == image and subject["push-to-registry"] == "true"
+    assert subject["subject-digest"] == builds[0]["digest"]
     request = urllib.request.Request(f"http://{address}/v2/acme/penguins-sex/manifests/{subject['subject-digest']}", method="HEAD",
                                      headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+
+    # pulled back from the registry, both tags are the attested image and carry the lineage labels
+    labels = {}
+    for tag in (f"sha-{sha[:7]}", "model-1"):
+        subprocess.run(["docker", "image", "rm", "-f", f"{image}:{tag}"], capture_output=True)
+        pulled = subprocess.run(["docker", "pull", f"{image}:{tag}"], capture_output=True, text=True)
+        assert pulled.returncode == 0, pulled.stderr
+        inspect = json.loads(subprocess.run(["docker", "image", "inspect", f"{image}:{tag}"], capture_output=True, text=True, check=True).stdout)[0]
+        assert f"{image}@{subject['subject-digest']}" in inspect["RepoDigests"]
+        labels = inspect["Config"]["Labels"]
+    assert labels["org.opencontainers.image.revision"] == sha
+    assert labels["org.opencontainers.image.version"] == "1" and labels["io.mlops.model.version"] == "1"
+    assert labels["org.opencontainers.image.source"] == "https://github.com/acme/model"
+    assert labels["org.opencontainers.image.title"] == "model"  # metadata-action's default: the repository name
+    assert labels["org.opencontainers.image.base.name"] == merge_runs["base"]
+    assert labels["org.opencontainers.image.created"] and "io.mlops.data.hash" in labels and "io.mlops.model.uri" in labels
 
 
 def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -> None:

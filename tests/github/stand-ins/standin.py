@@ -1,18 +1,22 @@
 """TEST STAND-INS for remote actions under act (see README.md). Standard library only.
 
 State lives in $STANDIN_STATE (set by the tests with `act --env`): `cache/` for the cache
-archives, `artifacts/RUN_ID/NAME/` for artifacts, `cml-calls.jsonl` for the CML recorder.
+archives, `artifacts/RUN_ID/NAME/` for artifacts, `cml-calls.jsonl` for the CML recorder,
+`builds.jsonl` for what the build-push stand-in built and pushed.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import glob
 import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
+import uuid
 import tarfile
 import time
 from pathlib import Path
@@ -31,7 +35,11 @@ def workspace() -> Path:
 def set_output(**values: str) -> None:
     with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
         for key, value in values.items():
-            handle.write(f"{key}={value}\n")
+            if "\n" in value:
+                delimiter = f"ghadelimiter_{uuid.uuid4().hex}"
+                handle.write(f"{key}<<{delimiter}\n{value}\n{delimiter}\n")
+            else:
+                handle.write(f"{key}={value}\n")
 
 
 def lines(text: str) -> list[str]:
@@ -187,9 +195,162 @@ def attest(name: str, digest: str, push: str) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- docker/metadata-action
+# Default priorities of docker/metadata-action's tag types: the highest gives `version`.
+TAG_PRIORITY = {"schedule": 1000, "semver": 900, "pep440": 900, "match": 800, "edge": 700, "ref": 600, "raw": 200, "sha": 100}
+
+
+def _attrs(rule: str) -> dict[str, str]:
+    attrs = {}
+    for part in rule.split(","):
+        key, _, value = part.strip().partition("=")
+        attrs[key.strip()] = value.strip()
+    return attrs
+
+
+def _items(text: str) -> list[str]:
+    """A list input as the Docker actions read it: lines (and commas), `#` lines are comments."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def metadata_tags(images: list[str], rules: list[str], sha: str, ref: str) -> tuple[str, list[str]]:
+    """(version, ["image:tag", ...]) for the rules docker/metadata-action would apply here."""
+    found: list[tuple[int, int, str]] = []
+    for number, rule in enumerate(rules):
+        attrs = _attrs(rule)
+        kind = attrs.get("type", "raw")
+        if attrs.get("enable", "true") == "false":
+            continue
+        prefix, suffix = attrs.get("prefix"), attrs.get("suffix", "")
+        if kind == "sha":
+            value = sha if attrs.get("format") == "long" else sha[:7]
+            prefix = "sha-" if prefix is None else prefix
+        elif kind == "raw":
+            value = attrs.get("value", "")
+        elif kind == "ref":
+            event = attrs.get("event", "")
+            if event == "branch" and ref.startswith("refs/heads/"):
+                value = ref.removeprefix("refs/heads/")
+            elif event == "tag" and ref.startswith("refs/tags/"):
+                value = ref.removeprefix("refs/tags/")
+            elif event == "pr" and ref.startswith("refs/pull/"):
+                value, prefix = ref.split("/")[2], "pr-" if prefix is None else prefix
+            else:
+                continue
+        else:
+            raise SystemExit(f"::error::stand-in metadata: tag type {kind!r} is not implemented by the stand-in")
+        value = f"{prefix or ''}{value}{suffix}".replace("/", "-")
+        if value:
+            found.append((-int(attrs.get("priority", TAG_PRIORITY[kind])), number, value))
+    values = list(dict.fromkeys(value for _, _, value in sorted(found)))
+    return (values[0] if values else ""), [f"{image}:{value}" for image in images for value in values]
+
+
+def metadata_labels(version: str, sha: str, extra: list[str], now: dt.datetime) -> list[str]:
+    """The default OCI labels, then the given ones (a later key wins), sorted by key."""
+    repository = os.environ.get("GITHUB_REPOSITORY", "")
+    url = f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{repository}" if repository else ""
+    defaults = [f"org.opencontainers.image.title={repository.rsplit('/', 1)[-1]}",
+                "org.opencontainers.image.description=",  # from the GitHub API, which the stand-in cannot read
+                f"org.opencontainers.image.url={url}", f"org.opencontainers.image.source={url}",
+                f"org.opencontainers.image.version={version}",
+                f"org.opencontainers.image.created={now.strftime('%Y-%m-%dT%H:%M:%S.')}{now.microsecond // 1000:03d}Z",
+                f"org.opencontainers.image.revision={sha}", "org.opencontainers.image.licenses="]
+    merged: dict[str, str] = {}
+    for label in [*defaults, *extra]:
+        key, _, value = label.partition("=")
+        if key.strip():
+            merged[key.strip()] = value
+    return [f"{key}={merged[key]}" for key in sorted(merged)]
+
+
+def metadata() -> int:
+    env = os.environ.get
+    if "latest=true" in env("IN_FLAVOR", ""):
+        print("::error::stand-in metadata: flavor latest=true is not implemented")
+        return 1
+    images = _items(env("IN_IMAGES", ""))
+    sha, ref = env("GITHUB_SHA", ""), env("GITHUB_REF", "")
+    version, tags = metadata_tags(images, _items(env("IN_TAGS", "")), sha, ref)
+    labels = metadata_labels(version, sha, _items(env("IN_LABELS", "")), dt.datetime.now(dt.timezone.utc))
+    annotations = [f"manifest:{label}" for label in metadata_labels(version, sha, _items(env("IN_ANNOTATIONS", "")),
+                                                                     dt.datetime.now(dt.timezone.utc))]
+    print("stand-in metadata: tags\n  " + "\n  ".join(tags) + "\nlabels\n  " + "\n  ".join(labels))
+    set_output(version=version, tags=env("IN_SEP_TAGS", "\n").join(tags), labels=env("IN_SEP_LABELS", "\n").join(labels),
+               annotations="\n".join(annotations),
+               json=json.dumps({"tags": tags, "labels": dict(label.split("=", 1) for label in labels)}))
+    return 0
+
+
+# ---------------------------------------------------------------- docker/build-push-action
+def buildkit_docker() -> tuple[str, dict[str, str]]:
+    """A docker client that builds with BuildKit on the local engine (buildx, else the classic client)."""
+    for name in ("docker", "/usr/bin/docker"):
+        path = shutil.which(name)
+        if not path:
+            continue
+        if subprocess.run([path, "buildx", "version"], capture_output=True).returncode == 0:
+            return path, {}
+        version = subprocess.run([path, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True).stdout
+        if version and int(version.split(".")[0]) < 23:
+            return path, {"DOCKER_BUILDKIT": "1"}
+    raise SystemExit("::error::stand-in build-push: no docker client with BuildKit")
+
+
+def build_push() -> int:
+    env = os.environ.get
+    context = resolve(env("IN_CONTEXT", ".") or ".")
+    tags = [t.strip() for line in _items(env("IN_TAGS", "")) for t in line.split(",") if t.strip()]
+    docker, extra_env = buildkit_docker()
+    iidfile = state() / f"iid-{uuid.uuid4().hex}"
+    cmd = [docker, "build", "--iidfile", str(iidfile), f"--pull={'true' if env('IN_PULL') == 'true' else 'false'}"]
+    if env("IN_FILE"):
+        cmd += ["--file", str(resolve(env("IN_FILE", "")))]
+    if env("IN_NO_CACHE") == "true":
+        cmd.append("--no-cache")
+    if env("IN_TARGET"):
+        cmd += ["--target", env("IN_TARGET", "")]
+    for secret in _items(env("IN_SECRET_FILES", "")):
+        secret_id, _, src = secret.strip('"').partition("=")
+        cmd += ["--secret", f"id={secret_id},src={src.strip(chr(34))}"]
+    for arg in _items(env("IN_BUILD_ARGS", "")):
+        cmd += ["--build-arg", arg]
+    for label in _items(env("IN_LABELS", "")):
+        cmd += ["--label", label]
+    for tag in tags:
+        cmd += ["--tag", tag]
+    print("stand-in build-push: " + " ".join(cmd[:2]) + f" ... {context}", flush=True)
+    if subprocess.run([*cmd, str(context)], env={**os.environ, **extra_env}).returncode != 0:
+        print("::error::stand-in build-push: docker build failed")
+        return 1
+    image_id = iidfile.read_text().strip()
+    iidfile.unlink()
+    digest = ""
+    if env("IN_PUSH") == "true":
+        for tag in tags:
+            if subprocess.run([docker, "push", tag], capture_output=True, text=True).returncode != 0:
+                print(f"::error::stand-in build-push: docker push {tag} failed")
+                return 1
+        name = tags[0].rsplit(":", 1)[0] if tags and ":" in tags[0].rsplit("/", 1)[-1] else (tags[0] if tags else "")
+        repo_digests = subprocess.run([docker, "image", "inspect", "--format", "{{json .RepoDigests}}", image_id],
+                                      capture_output=True, text=True, check=True).stdout
+        digest = next((d.partition("@")[2] for d in json.loads(repo_digests) if d.startswith(name + "@")), "")
+        if not digest:
+            print(f"::error::stand-in build-push: no digest for {name} after the push")
+            return 1
+    with open(state() / "builds.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"context": str(context), "tags": tags, "imageid": image_id, "digest": digest}) + "\n")
+    print(f"stand-in build-push: {image_id} pushed as {digest or '(not pushed)'}")
+    set_output(imageid=image_id, digest=digest,
+               metadata=json.dumps({"containerimage.config.digest": image_id, "containerimage.digest": digest,
+                                    "image.name": ",".join(tags)}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["setup-python", "cache-restore", "cache-save", "upload", "download", "attest"])
+    parser.add_argument("command", choices=["setup-python", "cache-restore", "cache-save", "upload", "download", "attest",
+                                            "metadata", "build-push"])
     parser.add_argument("--version", default="")
     args = parser.parse_args(argv)
     env = os.environ.get
@@ -200,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cache-restore":
         return cache_restore(env("IN_PATH", ""), env("IN_KEY", ""), env("IN_RESTORE_KEYS", ""),
                              env("IN_FAIL") == "true", env("IN_LOOKUP") == "true")
+    if args.command == "metadata":
+        return metadata()
+    if args.command == "build-push":
+        return build_push()
     if args.command == "attest":
         return attest(env("IN_NAME", ""), env("IN_DIGEST", ""), env("IN_PUSH", ""))
     if args.command == "upload":
