@@ -96,6 +96,7 @@ class Predictor:
                 if self.fast is not None:
                     self.fast.attach(estimator)
                 self.estimator = estimator
+                print("scikit-learn loaded in the background: large batches use its trees", file=sys.stderr, flush=True)
             except Exception as exc:  # noqa: BLE001 - serving continues on the verified NumPy path
                 print(f"background scikit-learn load failed, NumPy path only: {exc!r}", file=sys.stderr, flush=True)
 
