@@ -90,6 +90,21 @@ def test_ready_then_predict_known_answers(container: dict, config) -> None:
     assert version["image_digest"] == container["digest"].partition("@")[2]
 
 
+def test_starts_from_the_compiled_fast_path(container: dict) -> None:
+    """The build compiled the verified fast path next to the model: ready without scikit-learn,
+    which then loads in the background in each of the two workers."""
+    assert docker("exec", container["name"], "ls", "/srv/model/fastpath.json", "/srv/model/fastpath.npz")
+    deadline = time.monotonic() + 60
+    while True:
+        logs = subprocess.run(["docker", "logs", container["name"]], capture_output=True, text=True).stderr
+        if logs.count("scikit-learn loaded in the background") == 2:
+            break
+        assert time.monotonic() < deadline, logs[-2000:]
+        time.sleep(0.5)
+    assert logs.count("fast path loaded from the compiled artifact") == 2
+    assert "fast path verified and on" not in logs  # scikit-learn was not needed to get ready
+
+
 def test_healthcheck_reports_healthy(container: dict) -> None:
     deadline = time.monotonic() + 30
     while (state := docker("inspect", "--format", "{{.State.Health.Status}}", container["name"])) != "healthy":
