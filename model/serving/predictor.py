@@ -6,7 +6,7 @@ the trainer declared trusted; that is all loading needs.
 
 Start-up without scikit-learn: importing scikit-learn, scipy and skops takes seconds. When the
 model directory holds a verified fast path compiled from this very model file (`save_compiled`,
-run by `mlops build` and at the first scikit-learn load), `load_compiled` reads only that (NumPy)
+run by the image build and at the first scikit-learn load), `load_compiled` reads only that (NumPy)
 and scikit-learn loads later in a background thread, for large batches.
 """
 
