@@ -87,6 +87,15 @@ def mlflow_server(folder: Path):
         log.close()
 
 
+def pull_and_inspect(reference: str) -> dict | str:
+    """`docker pull` from the local registry (the local copy removed first), then the image's inspect data."""
+    subprocess.run(["docker", "image", "rm", "-f", reference], capture_output=True)
+    pulled = subprocess.run(["docker", "pull", reference], capture_output=True, text=True)
+    if pulled.returncode != 0:
+        return f"docker pull {reference} failed: {pulled.stderr.strip()}"
+    return json.loads(subprocess.run(["docker", "image", "inspect", reference], capture_output=True, text=True, check=True).stdout)[0]
+
+
 @pytest.fixture(scope="module")
 def merge_runs(venv_bin: Path, registry: tuple[str, str], tmp_path_factory: pytest.TempPathFactory):
     with contextlib.ExitStack() as stack:
@@ -118,6 +127,9 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
     registry_vars = {"IMAGE_REGISTRY": f"{address}/acme", "MLFLOW_TRACKING_URI": server}
     fresh = actkit.run_act(repo, "push", push_event(repo), workdir=root / "run", variables=registry_vars, **common)
     fresh_attestations = (state / "attestations.jsonl").read_text() if (state / "attestations.jsonl").exists() else ""
+    # pulled back now: the second run below pushes a new image under the same sha tag
+    sha = actkit.head_sha(repo)
+    fresh_images = {tag: pull_and_inspect(f"{address}/acme/penguins-sex:{tag}") for tag in (f"sha-{sha[:7]}", "model-1")}
 
     try:
         ensure_swarm()
@@ -142,6 +154,7 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
         for name in stacks:
             subprocess.run(["docker", "stack", "rm", name], capture_output=True)
     return {"repo": repo, "state": state, "address": address, "base": base, "fresh": fresh, "fresh_attestations": fresh_attestations,
+            "fresh_images": fresh_images,
             "deployed": deployed, "production_version": production_version}
 
 
@@ -181,12 +194,9 @@ def test_merge_as_a_fresh_fork_builds_pushes_attests_and_skips_deploy_with_a_not
 
     # pulled back from the registry, both tags are the attested image and carry the lineage labels
     labels = {}
-    for tag in (f"sha-{sha[:7]}", "model-1"):
-        subprocess.run(["docker", "image", "rm", "-f", f"{image}:{tag}"], capture_output=True)
-        pulled = subprocess.run(["docker", "pull", f"{image}:{tag}"], capture_output=True, text=True)
-        assert pulled.returncode == 0, pulled.stderr
-        inspect = json.loads(subprocess.run(["docker", "image", "inspect", f"{image}:{tag}"], capture_output=True, text=True, check=True).stdout)[0]
-        assert f"{image}@{subject['subject-digest']}" in inspect["RepoDigests"]
+    for tag, inspect in merge_runs["fresh_images"].items():
+        assert isinstance(inspect, dict), inspect
+        assert f"{image}@{subject['subject-digest']}" in inspect["RepoDigests"], tag
         labels = inspect["Config"]["Labels"]
     assert labels["org.opencontainers.image.revision"] == sha
     assert labels["org.opencontainers.image.version"] == "1" and labels["io.mlops.model.version"] == "1"
@@ -205,6 +215,9 @@ def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -
     assert "Cache restored from key: mlops-main-Linux-" in result.log  # main's state carried over
     assert "is live on swarm stack penguins-sex-staging" in result.log
     assert "is live on swarm stack penguins-sex-production" in result.log
+    # what was deployed is the image the build-push step pushed in this run, by digest
+    rebuilt = json.loads((merge_runs["state"] / "builds.jsonl").read_text().splitlines()[-1])
+    assert f"{merge_runs['address']}/acme/penguins-sex@{rebuilt['digest']} is live on swarm stack penguins-sex-production" in result.log
     promoted = re.search(r"champion -> version (\d+)", result.log)
     assert promoted, "the second run must move `champion` (to the same or a newer version)"
     assert merge_runs["production_version"]["model_version"] == promoted.group(1)
