@@ -2,7 +2,9 @@
 
 `mlops serve --port 8080` resolves the model (registry alias, models:/ or runs:/ URI, or a local
 MLflow model directory), derives the request contract from mlops.yaml and starts the same server
-the image runs. `resolve_model` is shared with `mlops build`.
+the image runs. `resolve_model` is shared with `mlops build`. The first start writes the verified
+NumPy fast path next to the model (`fastpath.npz`/`.json`, when the model supports it), so later
+starts are ready without importing scikit-learn.
 """
 
 from __future__ import annotations
