@@ -138,7 +138,7 @@ def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> 
     if sha == "unknown":
         sha = resolved.tags.get("git_sha", sha)  # not a git checkout: the commit the model was trained at
     repo = f"{args.registry.rstrip('/')}/{args.image or config.project}".lower()
-    tags = [f"{repo}:git-{sha[:12]}", f"{repo}:model-{resolved.version}", *[f"{repo}:{t}" for t in args.tag]]
+    tags = [f"{repo}:sha-{sha[:7]}", f"{repo}:model-{resolved.version}", *[f"{repo}:{t}" for t in args.tag]]
     build_args = {"BASE_IMAGE": base, "GIT_SHA": sha, "MODEL_VERSION": resolved.version, "MODEL_URI": resolved.uri,
                   "DATA_HASH": resolved.tags.get("data_hash", "unknown"),
                   "CREATED": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
