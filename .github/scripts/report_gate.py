@@ -33,14 +33,23 @@ META = "meta.json"
 MAX_REPORT_BYTES = 60_000  # a GitHub comment holds 65,536 characters; CML adds its watermark
 MAX_META_BYTES = 2_048
 FORMAT_VERSION = 1
+# No <pre>, <script>, <style>, <textarea>: they open HTML blocks that run across blank lines.
 ALLOWED_TAGS = frozenset(
-    "details summary sub sup br b i em strong code pre kbd p hr blockquote ul ol li "
+    "details summary sub sup br b i em strong code kbd p hr blockquote ul ol li "
     "table thead tbody tr th td h1 h2 h3 h4 h5 h6".split()
 )
 _SHA = re.compile(r"^[0-9a-f]{40}$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
+# CommonMark fences: at most 3 spaces, then 3+ backticks (info string without backticks) or 3+
+# tildes; a fence closes only with the same character, at least as long, nothing but spaces after.
+_OPEN_FENCE = re.compile(r"^( {0,3})(`{3,}(?=[^`]*$)|~{3,})")
+_CLOSE_FENCE = re.compile(r"^( *)(`{3,}|~{3,})[ \t]*$")
+# Anything that might be a fence once list/quote markers or indentation are taken into account.
+_FENCE_LIKE = re.compile(r"^[ \t>*+\-0-9.)]*(```|~~~)")
+_CONTAINER_PREFIX = re.compile(r"^[ \t>*+\-0-9.)]*")
 _TAG = re.compile(r"<\s*/?\s*([A-Za-z][A-Za-z0-9-]*)")
-_IMAGE = re.compile(r"!\[[^\]]*\]\s*[\(\[]")
+_IMAGE = re.compile(r"!\[")  # any image, inline, reference or shortcut
+_INLINE_TAGS = frozenset("sub sup br b i em strong code kbd".split())
+_LONE_TAG = re.compile(r"^<[^<>]*>\s*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -77,14 +86,64 @@ def check_markdown(raw: bytes) -> list[str]:
         problems.append(f"{REPORT}: first line is not the report marker {MARKER}")
     if not any(line.startswith("#") for line in lines):
         problems.append(f"{REPORT}: no Markdown heading; not an mlops report")
-    in_fence = False
+    problems += _check_lines(lines)
+    return problems
+
+
+def _starts_html_block(text: str) -> bool:
+    """Whether GitHub may start an HTML block here (a superset of CommonMark's rules 6 and 7).
+
+    Only a line that starts with an inline tag and holds more than that tag is surely not one
+    (`<sub>PNG plots ...</sub>` is a paragraph, which a fence may interrupt).
+    """
+    if not text.startswith("<"):
+        return False
+    tag = _TAG.match(text)
+    return not (tag and tag.group(1).lower() in _INLINE_TAGS and not _LONE_TAG.match(text))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _check_lines(lines: list[str]) -> list[str]:
+    """HTML, hidden content and images outside code fences, read the way GitHub reads fences.
+
+    Only what GitHub renders as code may hold `<`: a fence counts only where CommonMark opens one
+    for sure (0-3 spaces, not right after an HTML block line, see _OPEN_FENCE). Anything that
+    looks like a fence but might be read differently (indented 4+, inside a list item or quote,
+    inside an HTML block, an indented fence's content dedented below it) is refused instead of
+    guessed, so the gate can never think "code" where GitHub renders HTML.
+    """
+    problems: list[str] = []
+    fence: tuple[str, int, int] | None = None  # (character, length, indent) of the open fence
+    html_block = False  # a line starting with `<` may open an HTML block: raw until a blank line
     for number, line in enumerate(lines, start=1):
-        if _FENCE.match(line):
-            in_fence = not in_fence
+        if fence is not None:
+            char, length, indent = fence
+            close = _CLOSE_FENCE.match(line)
+            is_closer = bool(close and close.group(2)[0] == char and len(close.group(2)) >= length)
+            if indent and line.strip() and (_indent(line) < indent or "\t" in line[: _indent(line) + 1]):
+                problems.append(f"{REPORT}:{number}: line less indented than its code fence (ambiguous) is not allowed")
+            elif is_closer and _indent(line) > 3:
+                if indent:
+                    problems.append(f"{REPORT}:{number}: indented closing fence (ambiguous) is not allowed")
+            elif is_closer:
+                fence = None
             continue
-        if in_fence:
+        if not line.strip():
+            html_block = False
             continue
-        if number > 1 and "<!--" in line:
+        opened = _OPEN_FENCE.match(line)
+        if opened and not html_block:
+            fence = (opened.group(2)[0], len(opened.group(2)), len(opened.group(1)))
+            continue
+        if _FENCE_LIKE.match(line):
+            where = "after an HTML line" if opened else "indented, in a list or quote"
+            problems.append(f"{REPORT}:{number}: code fence GitHub may not read as one ({where}) is not allowed")
+        if _starts_html_block(_CONTAINER_PREFIX.sub("", line)):
+            html_block = True
+        if number > 1 and ("<!" in line or "<?" in line):
             problems.append(f"{REPORT}:{number}: HTML comment (hidden content) is not allowed")
         for tag in _TAG.findall(line):
             if tag.lower() not in ALLOWED_TAGS:

@@ -125,7 +125,8 @@ def test_a_run_not_from_a_pull_request_is_refused(artifact: Path, tmp_path: Path
 
 
 def test_tags_inside_code_fences_are_data_not_html(tmp_path: Path) -> None:
-    text = REPORT + "```\n<script>in a fence</script>\n```\n"
+    # the blank line ends the HTML block `</details>` opened: without it the fence would be raw HTML
+    text = REPORT + "\n```\n<script>in a fence</script>\n```\n"
     assert gate.check_markdown(text.encode()) == []
 
 
@@ -162,3 +163,47 @@ def test_main_writes_step_outputs_and_refuses_with_error_lines(artifact: Path, t
     event_file.write_text(json.dumps(event(pr=8)))
     assert gate.main(argv) == 1
     assert "::error title=report refused::" in capsys.readouterr().out
+
+
+def test_a_real_fenced_block_still_allows_markup_inside() -> None:
+    text = REPORT + "\n~~~~ text\n<img src=x> <!-- data -->\n~~~\n````\n~~~~\n   ```python\n   <b>\n   ```\n"
+    assert gate.check_markdown(text.encode()) == []
+
+
+@pytest.mark.parametrize(
+    "trick",
+    [
+        "    ```\n",                 # 4 spaces: indented code on GitHub, not a fence
+        "\t```\n",                   # a tab is 4 columns
+        "- ```\n  ```\n",            # a fence inside a list item closed by a top-level-looking one
+        "> ```\n",                   # a fence inside a quote
+        "``` a`b\n",                 # backticks in the info string: inline code, not a fence
+        "<details>\n```\n",          # inside an HTML block a fence line is raw text
+        "```\n``` not-a-closer\n```\n",  # a closer takes no info string: the third line re-opens
+        "```\n~~~\n```\n```\n",      # tildes do not close a backtick fence
+        "````\n```\n````\n```\n",     # a shorter run does not close a longer fence
+        "- a\n\n  ```\n",            # a list item's fence: dedented lines leave the list and the fence
+    ],
+    ids=["indented-4", "tab", "list-item", "quote", "backtick-info", "html-block", "closer-with-info",
+         "tilde-closer", "short-closer", "list-dedent"],
+)
+def test_fence_tricks_do_not_hide_html(trick: str) -> None:
+    """Text GitHub renders as HTML after a fake or mismatched fence is still checked (or refused)."""
+    text = REPORT + trick + "<img src=https://evil.example/p.png>\n<!-- hidden -->\n"
+    problems = "\n".join(gate.check_markdown(text.encode()))
+    assert problems, trick
+    if trick not in ("```\n~~~\n```\n```\n", "````\n```\n````\n```\n"):
+        assert "HTML tag <img>" in problems or "fence" in problems
+
+
+def test_indented_fence_bypass_reports_the_html_itself() -> None:
+    """The reviewer's case: 4 spaces then ``` is not a fence, so the tag and the comment are seen."""
+    text = REPORT + "    ```\n<img src=https://evil.example/p.png>\n<!-- hidden -->\n"
+    problems = "\n".join(gate.check_markdown(text.encode()))
+    assert "HTML tag <img> is not allowed" in problems
+    assert "HTML comment (hidden content) is not allowed" in problems
+
+
+@pytest.mark.parametrize("line", ["![a[b]c](https://evil.example/p.png)", "![x]", "<?php x ?>", "<!DOCTYPE x>", "<pre>"])
+def test_other_hidden_or_fetched_content_is_refused(line: str) -> None:
+    assert gate.check_markdown((REPORT + line + "\n").encode())
