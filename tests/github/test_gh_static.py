@@ -187,3 +187,53 @@ def test_dependabot_watches_actions_and_pip() -> None:
     ecosystems = {update["package-ecosystem"]: update for update in doc["updates"]}
     assert set(ecosystems) >= {"github-actions", "pip"}
     assert "/actions/*" in ecosystems["github-actions"]["directories"]
+
+
+def _cml_step() -> dict:
+    steps = load_yaml(REPO / ".github" / "workflows" / "comment.yml")["jobs"]["comment"]["steps"]
+    return next(step for step in steps if "CML" in step["name"])
+
+
+@pytest.mark.parametrize("case", ["no-hash", "wrong-hash", "right-hash", "cml-on-path"])
+def test_comment_job_runs_cml_only_when_verified(tmp_path: Path, case: str) -> None:
+    """The CML download in the only job that may write to PRs is checked against CML_SHA256:
+    with no hash it refuses to download, with a wrong one it fails before chmod/run; a `cml`
+    already on PATH is used as it is. `curl` is a local stand-in that 'downloads' a script."""
+    import hashlib
+    import os
+    import shutil
+
+    step = _cml_step()
+    assert "sha256sum -c" in step["run"] and step["run"].index("sha256sum -c") < step["run"].index("chmod +x")
+    assert step["env"]["CML_SHA256"] == "" or re.fullmatch(r"[0-9a-f]{64}", step["env"]["CML_SHA256"])
+    payload = f'#!/bin/sh\necho "$@" > "{tmp_path}/called"\n'
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "curl").write_text(f'#!/bin/sh\nwhile [ "$1" != -o ]; do shift; done\nprintf %s \'{payload}\' > "$2"\n'
+                                  f'touch "{tmp_path}/downloaded"\n')
+    (bin_dir / "curl").chmod(0o755)
+    for name in ("bash", "sh", "sha256sum", "rm", "chmod", "cat", "printf", "touch", "echo"):
+        found = shutil.which(name)
+        if found and not (bin_dir / name).exists():
+            (bin_dir / name).symlink_to(found)
+    if case == "cml-on-path":
+        (bin_dir / "cml").write_text(payload)
+        (bin_dir / "cml").chmod(0o755)
+    digest = {"no-hash": "", "wrong-hash": "0" * 64}.get(case, hashlib.sha256(payload.encode()).hexdigest())
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    env = {**{k: str(v) for k, v in step["env"].items() if "${{" not in str(v)}, "CML_SHA256": digest,
+           "PATH": str(bin_dir), "RUNNER_TEMP": str(runner_temp), "PR_NUMBER": "7", "REPORT": "report.md"}
+    result = subprocess.run([str(bin_dir / "bash"), "-e", "-c", step["run"]], env=env, capture_output=True, text=True, cwd=tmp_path)
+    called = (tmp_path / "called").read_text() if (tmp_path / "called").exists() else None
+    if case in ("right-hash", "cml-on-path"):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert called == "comment update --target=pr/7 --watermark-title=mlops-report report.md\n"
+        assert (tmp_path / "downloaded").exists() == (case == "right-hash")
+        return
+    assert result.returncode != 0 and called is None
+    assert not (runner_temp / "cml").exists() or not os.access(runner_temp / "cml", os.X_OK)
+    if case == "no-hash":
+        assert not (tmp_path / "downloaded").exists() and "refusing to run an unverified download" in result.stdout
+    else:
+        assert "does not match CML_SHA256" in result.stdout
