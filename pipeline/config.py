@@ -17,6 +17,13 @@ from pipeline.errors import PipelineError
 
 DEFAULT_CONFIG = "mlops.yaml"
 
+# The metric names gates, slices and the champion comparison may use, per task (pipeline.metrics
+# computes exactly these; kept here so the config is checked without importing scikit-learn).
+METRICS = {
+    "classification": ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}
+
 
 class Strict(BaseModel):
     """Base for every section: unknown keys are errors."""
@@ -167,11 +174,50 @@ class Config(Strict):
             raise ValueError(f"data.target {self.data.target!r} is not declared in validate.columns")
         if self.data.id_column and self.data.id_column not in columns:
             raise ValueError(f"data.id_column {self.data.id_column!r} is not declared in validate.columns")
+        target = columns[self.data.target]
         if self.task == "classification" and self.data.positive_class is None:
-            allowed = columns[self.data.target].allowed
-            if not allowed or len(allowed) != 2:
+            if not target.allowed or len(target.allowed) != 2:
                 raise ValueError("data.positive_class is required unless the target allows exactly two classes")
+        if self.task == "classification" and target.allowed and self.data.positive_class not in (None, *target.allowed):
+            raise ValueError(f"data.positive_class {self.data.positive_class!r} is not one of the target's allowed values {target.allowed}")
+        if self.task == "regression" and target.type not in ("int", "float"):
+            raise ValueError(f"task regression needs a numeric target; validate.columns.{self.data.target}.type is {target.type!r}")
+        problems = list(self._evaluate_references())
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def _evaluate_references(self):
+        """Every column, value and metric the model tests name must exist: a typo fails at start-up."""
+        columns, features, known = self.validate_.columns, set(self.feature_columns), METRICS[self.task]
+        spec = self.evaluate
+        for i, gate in enumerate(spec.gates):
+            if gate.metric not in known:
+                yield f"evaluate.gates.{i}.metric: unknown metric {gate.metric!r} for {self.task} (known: {', '.join(known)})"
+        for i, item in enumerate(spec.slices):
+            if item.column not in columns:
+                yield f"evaluate.slices.{i}.column: {item.column!r} is not declared in validate.columns"
+            if item.metric not in known:
+                yield f"evaluate.slices.{i}.metric: unknown metric {item.metric!r} for {self.task}"
+        if spec.fairness and spec.fairness.column not in columns:
+            yield f"evaluate.fairness.column: {spec.fairness.column!r} is not declared in validate.columns"
+        if spec.champion and spec.champion.metric not in known:
+            yield f"evaluate.champion.metric: unknown metric {spec.champion.metric!r} for {self.task}"
+        for i, test in enumerate(spec.behaviour.invariance):
+            key = f"evaluate.behaviour.invariance.{i}"
+            if test.column not in features:
+                yield f"{key}.column: {test.column!r} is not a feature column"
+            elif columns[test.column].allowed:
+                unknown = [v for v in test.values if str(v) not in columns[test.column].allowed]
+                if unknown:
+                    yield f"{key}.values: {unknown} not in validate.columns.{test.column}.allowed"
+        for i, test in enumerate(spec.behaviour.directional):
+            if test.column not in features or columns[test.column].type not in ("int", "float"):
+                yield f"evaluate.behaviour.directional.{i}.column: {test.column!r} is not a numeric feature column"
+        for i, test in enumerate(spec.behaviour.minimum):
+            unknown = sorted(set(test.row) - features)
+            if unknown:
+                yield f"evaluate.behaviour.minimum.{i}.row: {unknown} are not feature columns"
 
     @property
     def validate(self) -> ValidateConfig:  # type: ignore[override]

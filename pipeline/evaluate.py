@@ -26,11 +26,11 @@ def gates(config: Config, metrics: dict[str, float]) -> list[dict[str, Any]]:
     return results
 
 
-def slices(config: Config, predictions: Predictions, features: pd.DataFrame) -> list[dict[str, Any]]:
-    """The metric per value of each slice column, against its floor (or ceiling)."""
+def slices(config: Config, predictions: Predictions, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The metric per value of each slice column (any contract column), against its floor."""
     results = []
     for spec in config.evaluate.slices:
-        for value, positions in features.groupby(spec.column, observed=True, dropna=False).indices.items():
+        for value, positions in frame.groupby(spec.column, observed=True, dropna=False).indices.items():
             rows = len(positions)
             entry: dict[str, Any] = {"column": spec.column, "value": str(value), "rows": rows, "metric": spec.metric}
             if rows < spec.min_rows:
@@ -42,15 +42,15 @@ def slices(config: Config, predictions: Predictions, features: pd.DataFrame) -> 
     return results
 
 
-def fairness(config: Config, predictions: Predictions, features: pd.DataFrame) -> dict[str, Any] | None:
+def fairness(config: Config, predictions: Predictions, frame: pd.DataFrame) -> dict[str, Any] | None:
     """Demographic parity difference: the spread of positive-prediction rates across groups."""
     spec = config.evaluate.fairness
     if spec is None:
         return None
     if config.task != "classification":
         return {"column": spec.column, "metric": spec.metric, "passed": True, "note": "classification only; skipped"}
-    positive = pd.Series(predictions.predicted == predictions.positive, index=features.index)
-    rates = positive.groupby(features[spec.column].astype(str)).mean()
+    positive = pd.Series(predictions.predicted == predictions.positive, index=frame.index)
+    rates = positive.groupby(frame[spec.column].astype(str)).mean()
     gap = float(rates.max() - rates.min()) if len(rates) else 0.0
     return {
         "column": spec.column,
@@ -62,11 +62,30 @@ def fairness(config: Config, predictions: Predictions, features: pd.DataFrame) -
     }
 
 
-def compare(config: Config, challenger: dict[str, float], champion: dict[str, float] | None, source: str | None) -> dict[str, Any]:
+def champion_scores(config: Config, champion: Any, test: pd.DataFrame, target: pd.Series) -> tuple[dict[str, float] | None, str | None]:
+    """The champion's metrics on the same rows, from the columns it was trained on.
+
+    A champion that cannot score this data (a column it needs is gone) yields an error note
+    instead of a crash: the comparison is then not possible and the report says why.
+    """
+    if champion is None:
+        return None, None
+    try:
+        inputs = test.drop(columns=[config.data.target])
+        return metrics_of(predict(config.task, champion, inputs, target, config.positive_class)), None
+    except (KeyError, ValueError, TypeError) as exc:
+        return None, f"the champion cannot score this data ({type(exc).__name__}: {str(exc)[:200]})"
+
+
+def compare(
+    config: Config, challenger: dict[str, float], champion: dict[str, float] | None, source: str | None, error: str | None = None
+) -> dict[str, Any]:
     """Challenger against champion on the same data; passes when there is no champion."""
     spec = config.evaluate.champion
     if spec is None:
         return {"source": None, "passed": True, "note": "no champion comparison configured"}
+    if error is not None:
+        return {"source": source, "metric": spec.metric, "passed": True, "note": f"not compared: {error}; reviewers decide"}
     if champion is None:
         return {"source": None, "metric": spec.metric, "passed": True, "note": "no champion found: comparison passes"}
     new, old = challenger.get(spec.metric), champion.get(spec.metric)
@@ -99,16 +118,16 @@ def evaluate(config: Config, model: Any, test: pd.DataFrame, champion: Any = Non
     features, target = features_and_target(config, test)
     predictions = predict(config.task, model, features, target, config.positive_class)
     metrics = metrics_of(predictions)
-    champion_metrics = metrics_of(predict(config.task, champion, features, target, config.positive_class)) if champion is not None else None
+    champion_metrics, champion_error = champion_scores(config, champion, test, target)
     result: dict[str, Any] = {
         "rows": len(test),
         "metrics": metrics,
         "champion_metrics": champion_metrics,
         "gates": gates(config, metrics),
-        "slices": slices(config, predictions, features),
-        "fairness": fairness(config, predictions, features),
+        "slices": slices(config, predictions, test),
+        "fairness": fairness(config, predictions, test),
         "behaviour": run_behaviour(config, model, features),
-        "champion": compare(config, metrics, champion_metrics, champion_source),
+        "champion": compare(config, metrics, champion_metrics, champion_source, champion_error),
         **error_summary(predictions),
     }
     result["failures"] = failures(result)

@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-CLASSIFICATION = ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
-REGRESSION = ("rmse", "mae", "r2", "mape")
+from pipeline.config import METRICS
+
+CLASSIFICATION = METRICS["classification"]
+REGRESSION = METRICS["regression"]
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
 
 

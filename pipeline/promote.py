@@ -6,7 +6,6 @@ failure at any earlier point leaves `champion` where it was and loses no version
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pipeline.config import Config
@@ -36,7 +35,6 @@ def register_challenger(config: Config, train_info: dict[str, Any]) -> str:
         tags = {k: str(train_info[k]) for k in ("git_sha", "data_hash", "config_hash") if k in train_info}
         version = str(mlflow.register_model(train_info["model_uri"], name, tags=tags).version)
     client.set_registered_model_alias(name, CHALLENGER, version)
-    record_state(config, name)
     return version
 
 
@@ -51,7 +49,8 @@ def champion_version(config: Config) -> str | None:
 
 
 def promote(config: Config, train_info: dict[str, Any], evaluation: dict[str, Any], challenger_only: bool) -> dict[str, Any]:
-    """Register the challenger; move `champion` to it only if the evaluation passed."""
+    """Register the challenger; move `champion` to it only if the evaluation passed against the
+    champion that is current now (not one that has moved since)."""
     version = register_challenger(config, train_info)
     previous = champion_version(config)
     result = {"model": config.registered_model, "version": version, "challenger": version, "champion": previous, "moved": False}
@@ -61,22 +60,34 @@ def promote(config: Config, train_info: dict[str, Any], evaluation: dict[str, An
     if not evaluation.get("passed"):
         failed = "; ".join(evaluation.get("failures", [])) or "evaluation did not pass"
         raise PipelineError(f"promote: champion stays at version {previous or 'none'}: {failed}")
+    if previous == version:
+        return {**result, "note": f"version {version} is already `champion`"}
+    compared = evaluation.get("champion_version")
+    if previous != compared:
+        raise PipelineError(
+            f"promote: champion stays at version {previous}: the evaluation compared against "
+            f"{'version ' + compared if compared else 'no registered champion'}; run `mlops evaluate` again"
+        )
     client = _client()
     client.set_model_version_tag(config.registered_model, version, "validation_status", "passed")
     client.set_registered_model_alias(config.registered_model, CHAMPION, version)  # the one final move
-    record_state(config, config.registered_model)
     return {**result, "champion": version, "moved": True}
 
 
-def record_state(config: Config, name: str) -> None:
-    """Write the aliases to .mlops/registry.json so the step cache sees a new champion cheaply."""
-    client = _client()
-    aliases = {}
+def local_aliases(config: Config) -> dict[str, str] | None:
+    """The registered model's aliases read straight from the local sqlite store (no MLflow
+    import, so the step cache stays cheap); None when tracking goes to a server."""
+    import sqlite3
+
+    paths = Paths(config.root)
+    if paths.tracking_uri != paths.local_tracking_uri:
+        return None
+    database = paths.state / "mlflow.db"
+    if not database.is_file():
+        return {}
     try:
-        model = client.get_registered_model(name)
-        aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
-    except Exception:  # noqa: BLE001 - a missing model simply has no aliases
-        aliases = {}
-    state = Paths(config.root).state
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "registry.json").write_text(json.dumps({"model": name, "aliases": aliases}, sort_keys=True))
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            rows = db.execute("select alias, version from registered_model_aliases where name = ?", (config.registered_model,))
+            return {alias: str(version) for alias, version in rows}
+    except sqlite3.Error:
+        return {}

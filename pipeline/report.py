@@ -5,6 +5,7 @@ and edit the same comment on every re-run.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def build_report(config: Config, loaded: dict[str, dict[str, Any] | None], plots
     validate, train, evaluate = loaded["validate"], loaded["train"], loaded["evaluate"]
     parts = [MARKER, f"## {icon} {config.project}: {headline}", ""]
     if evaluate and evaluate.get("failures"):
-        parts += ["**Failing checks**", ""] + [f"- {FAIL} {line}" for line in evaluate["failures"]] + [""]
+        parts += ["**Failing checks**", ""] + [f"- {FAIL} {_text(line)}" for line in evaluate["failures"]] + [""]
     if validate and validate.get("problems"):
         parts += ["**Data problems**", ""] + [f"- {FAIL} {_problem(p)}" for p in validate["problems"]] + [""]
     if evaluate:
@@ -133,7 +134,7 @@ def validation_section(validate: dict[str, Any]) -> list[str]:
         body += ["", "| feature | test | statistic | p-value | PSI | drifted |", "|---|---|---:|---:|---:|:---:|"]
         for name, row in features.items():
             body.append(
-                f"| {name} | {row.get('test', '')} | {_num(row.get('statistic'))} | {_num(row.get('p_value'))} | {_num(row.get('psi'))} | {'⚠️' if row.get('drifted') else ''} |"
+                f"| {_text(name)} | {row.get('test', '')} | {_num(row.get('statistic'))} | {_num(row.get('p_value'))} | {_num(row.get('psi'))} | {'⚠️' if row.get('drifted') else ''} |"
             )
     return _details(title, body)
 
@@ -144,7 +145,7 @@ def slices_section(evaluate: dict[str, Any]) -> list[str]:
         return []
     body = ["| slice | rows | metric | value | floor | result |", "|---|---:|---|---:|---:|:---:|"]
     for s in slices:
-        body.append(f"| {s['column']}={s['value']} | {s['rows']} | {s['metric']} | {_num(s.get('value_metric'))} | {s.get('min') if s.get('min') is not None else ''} | {_mark(s['passed'])} |")
+        body.append(f"| {_text(s['column'])}={_text(s['value'])} | {s['rows']} | {s['metric']} | {_num(s.get('value_metric'))} | {s.get('min') if s.get('min') is not None else ''} | {_mark(s['passed'])} |")
     chart = mermaid_slices(slices)
     return _details(f"Slices: {sum(s['passed'] for s in slices)}/{len(slices)} passed", body + (["", chart] if chart else []))
 
@@ -154,15 +155,15 @@ def behaviour_section(evaluate: dict[str, Any]) -> list[str]:
     if not tests:
         return []
     body = ["| kind | test | result | detail |", "|---|---|:---:|---|"]
-    body += [f"| {b['kind']} | {b['name']} | {_mark(b['passed'])} | {b['detail']} |" for b in tests]
+    body += [f"| {b['kind']} | {_text(b['name'])} | {_mark(b['passed'])} | {_text(b['detail'])} |" for b in tests]
     return _details(f"Behavioural tests: {sum(b['passed'] for b in tests)}/{len(tests)} passed", body)
 
 
 def errors_section(evaluate: dict[str, Any]) -> list[str]:
     if "confusion_matrix" in evaluate:
         cm = evaluate["confusion_matrix"]
-        body = ["| actual \\ predicted | " + " | ".join(cm["labels"]) + " |", "|---|" + "---:|" * len(cm["labels"])]
-        body += [f"| **{label}** | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(cm["labels"], cm["matrix"])]
+        body = ["| actual \\ predicted | " + " | ".join(_text(label) for label in cm["labels"]) + " |", "|---|" + "---:|" * len(cm["labels"])]
+        body += [f"| **{_text(label)}** | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(cm["labels"], cm["matrix"])]
         return _details("Confusion matrix", body)
     res = evaluate.get("residuals") or {}
     body = [f"mean {_num(res.get('mean'))}, std {_num(res.get('std'))}", "", "| quantile | residual |", "|---|---:|"]
@@ -190,8 +191,14 @@ def _details(title: str, body: list[str]) -> list[str]:
 
 
 def _problem(p: dict[str, Any]) -> str:
-    column = f"column `{p['column']}` " if p.get("column") else ""
-    return f"{p.get('check')}: {column}expected {p.get('expected')}, observed {p.get('observed')}"
+    column = f"column {_text(p['column'])} " if p.get("column") else ""
+    return f"{_text(p.get('check'))}: {column}expected {_text(p.get('expected'))}, observed {_text(p.get('observed'))}"
+
+
+def _text(value: Any) -> str:
+    """Data-derived text made inert in Markdown: no HTML, no table breaks (the comment gate
+    refuses raw HTML, and a value like `<unknown>` must not cost the PR its report)."""
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _mark(passed: bool) -> str:

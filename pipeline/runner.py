@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from pipeline.config import Config, load_config, resolve
 from pipeline.dag import SHARED_CODE, STEPS, Step
 from pipeline.paths import Paths
+from pipeline.promote import local_aliases
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,9 +48,7 @@ def champion_fingerprint(config: Config, override: str | None) -> str:
         return "path:" + _file_digest(Path(override) / "MLmodel")
     if paths.tracking_uri != paths.local_tracking_uri:
         return f"volatile:{time.time()}"  # a remote registry may move `champion` at any time
-    registry_file = paths.state / "registry.json"
-    aliases = json.loads(registry_file.read_text()).get("aliases", {}) if registry_file.is_file() else {}
-    registry = str(aliases.get("champion"))
+    registry = str((local_aliases(config) or {}).get("champion"))
     spec = config.evaluate.champion
     fallback = _file_digest(resolve(config, spec.path) / "MLmodel") if spec and spec.path else "none"
     return f"registry:{registry}|path:{fallback}"
@@ -147,10 +145,9 @@ def _run_step(name: str, config: Config, workspace: Any, champion_path: str | No
 def _register(config: Config, cache: Cache, upstream: str, total: int) -> int:
     """End of the run: the trained model is registered under alias `challenger`."""
     paths = Paths(config.root)
-    registry = paths.state / "registry.json"
     key = _sha("register", upstream, _file_digest(paths.outputs / "train.json"))
     entry = cache.hit("register", key, paths.outputs, ("train.json",))
-    if entry and registry.is_file() and json.loads(registry.read_text()).get("aliases", {}).get("challenger") == entry.get("version"):
+    if entry and (local_aliases(config) or {}).get("challenger") == entry.get("version"):
         _line(total, total, "register", f"cache hit: version {entry['version']} is already `challenger`")
         return 0
     from pipeline import tracking

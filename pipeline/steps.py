@@ -117,6 +117,9 @@ def run_train(config: Config, ws: Workspace | None = None) -> int:
         raise PipelineError("train: the data failed validation; fix it and run `mlops validate`")
     if validation.get("data_hash") != data_hash:
         raise PipelineError("train: the data changed since it was validated; run `mlops validate`")
+    from model import build_model
+
+    build_model(config)  # a bad estimator name or parameter fails here, before old outputs are removed
     invalidate(ws, "train")
     result = train(config, ws.data())
     features, _ = features_and_target(config, result.train.head(1000))
@@ -137,28 +140,29 @@ def run_train(config: Config, ws: Workspace | None = None) -> int:
     return 0
 
 
-def load_champion(config: Config, override: str | None) -> tuple[Any, str | None]:
-    """The champion model: --champion path, else registry alias `champion`, else the config path."""
+def load_champion(config: Config, override: str | None) -> tuple[Any, str | None, str | None]:
+    """The champion model, where it came from, and its registry version (None when not from the
+    registry): --champion path, else registry alias `champion`, else the config path."""
     from pipeline import tracking
     from pipeline.promote import CHAMPION, champion_version
 
     if override:
         if not (Path(override) / "MLmodel").is_file():
             raise PipelineError(f"evaluate: --champion {override}: not an MLflow model directory (no MLmodel file)")
-        return tracking.load_model(override), override
+        return tracking.load_model(override), override, None
     version = None
     if tracking.registry_may_hold_champion(config):
         tracking.configure(config)
         version = champion_version(config)
     if version is not None:
         uri = f"models:/{config.registered_model}@{CHAMPION}"
-        return tracking.load_model(uri), f"{uri} (version {version})"
+        return tracking.load_model(uri), f"{uri} (version {version})", version
     spec = config.evaluate.champion
     if spec is not None and spec.path is not None:
         path = resolve(config, spec.path)
         if (path / "MLmodel").is_file():
-            return tracking.load_model(str(path)), str(spec.path)
-    return None, None
+            return tracking.load_model(str(path)), str(spec.path), None
+    return None, None, None
 
 
 def run_evaluate(config: Config, champion_path: str | None = None, ws: Workspace | None = None) -> int:
@@ -173,10 +177,11 @@ def run_evaluate(config: Config, champion_path: str | None = None, ws: Workspace
         raise PipelineError(f"evaluate: {ws.paths.model_dir} not found; run `mlops train` first")
     invalidate(ws, "evaluate")
     model = ws.trained if ws.trained is not None else tracking.load_model(str(ws.paths.model_dir))
-    champion, source = load_champion(config, champion_path)
+    champion, source, version = load_champion(config, champion_path)
     _, test = split(config, ws.data())
     result = evaluate(config, model, test, champion, source)
     result["run_id"] = info["run_id"]
+    result["champion_version"] = version
     write_json(ws.paths.step_output("evaluate"), result)
     for line in result["failures"]:
         say(f"evaluate: FAIL {line}")

@@ -104,15 +104,10 @@ def trusted_types(config: Config, model: Any) -> list[str]:
 
 def registry_may_hold_champion(config: Config) -> bool:
     """False when the local registry certainly has no `champion` (saves starting MLflow)."""
-    paths = Paths(config.root)
-    if paths.tracking_uri != paths.local_tracking_uri:
-        return True
-    registry = paths.state / "registry.json"
-    if not (paths.state / "mlflow.db").is_file():
-        return False
-    if not registry.is_file():
-        return True
-    return "champion" in json.loads(registry.read_text()).get("aliases", {})
+    from pipeline.promote import CHAMPION, local_aliases
+
+    aliases = local_aliases(config)
+    return aliases is None or CHAMPION in aliases
 
 
 def log_training(

@@ -246,9 +246,10 @@ def _coerce(series: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray | None]
         if series.dtype == target:
             return series, None
         values = numbers.astype("float64")
-        fractional = (values.notna() & (values != np.floor(values))).to_numpy()
-        bad = fractional if bad is None else (bad | fractional)
-        return values.where(~fractional).astype(target), bad
+        # a fraction, or a magnitude no 64-bit integer holds, is not an int of the contract
+        unfit = (values.notna() & ((values != np.floor(values)) | (values.abs() >= 2.0**63))).to_numpy()
+        bad = unfit if bad is None else (bad | unfit)
+        return values.where(~unfit).astype(target), bad
     return (numbers if numbers.dtype == target else numbers.astype(target)), bad
 
 

@@ -93,6 +93,7 @@ def not_sexed(df: pd.DataFrame) -> pd.DataFrame:
         (not_sexed, "column 'sex': classes: expected at least 2 classes in the target, observed 1 class (male)"),
         (lambda df: df.drop(columns=["sex"]), "column 'sex': target: expected target column 'sex' (data.target) present"),
         (with_value("sample_id", 5, "PAL0708-adelie-1"), "column 'sample_id': unique"),
+        (with_value("year", 2, "99999999999999999999999"), "column 'year': type: expected int values, observed 1 row not int"),
     ],
 )
 def test_contract_violations_name_the_column(make_config, tmp_path, capsys, edit, expected):

@@ -31,6 +31,15 @@ def test_bundled_config_loads_with_derived_features():
         (lambda c: c["data"].pop("target"), "data.target: required key is missing"),
         (lambda c: c["data"].update(path="data/nope.csv"), "data.path: file not found: data/nope.csv"),
         (lambda c: c["data"].update(target="weight"), "data.target 'weight' is not declared"),
+        (lambda c: c["evaluate"]["slices"][0].update(column="specie"), "evaluate.slices.0.column: 'specie' is not declared"),
+        (lambda c: c["evaluate"]["fairness"].update(column="islnd"), "evaluate.fairness.column: 'islnd' is not declared"),
+        (lambda c: c["evaluate"]["gates"][0].update(metric="f2"), "evaluate.gates.0.metric: unknown metric 'f2'"),
+        (lambda c: c["evaluate"]["champion"].update(metric="rmse"), "evaluate.champion.metric: unknown metric 'rmse'"),
+        (lambda c: c["data"].update(positive_class="Male"), "data.positive_class 'Male' is not one of"),
+        (lambda c: c["evaluate"]["behaviour"]["directional"][0].update(column="body_mass"), "evaluate.behaviour.directional.0.column: 'body_mass'"),
+        (lambda c: c["evaluate"]["behaviour"]["invariance"][0].update(values=["Mars"]), "evaluate.behaviour.invariance.0.values: ['Mars']"),
+        (lambda c: c["evaluate"]["behaviour"]["minimum"][0]["row"].update(body_mass=5000), "evaluate.behaviour.minimum.0.row: ['body_mass']"),
+        (lambda c: c.update(task="regression"), "task regression needs a numeric target"),
     ],
 )
 def test_config_mistakes_name_the_key(make_config, mutate, expected):
@@ -51,6 +60,7 @@ def test_regression_task_needs_no_positive_class(make_config):
         c["task"] = "regression"
         c["data"]["target"] = "body_mass_g"
         c["data"].pop("positive_class")
+        c["evaluate"] = {"gates": [{"metric": "rmse", "threshold": 400, "direction": "lower"}]}
 
     config = load_config(make_config(to_regression))
     assert config.positive_class is None

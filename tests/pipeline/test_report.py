@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pipeline.config import load_config
 from pipeline.report import MARKER, build_report
+
+CONFIG = Path(__file__).resolve().parents[2] / "mlops.yaml"
 
 VALIDATE_OK = {"passed": True, "rows": 10, "source": "data.csv", "problems": [], "warnings": [], "checks_run": ["a", "b"],
                "data_hash": "d1", "drift": {"features": {"body_mass_g": {"test": "ks", "statistic": 0.3, "p_value": 0.001, "psi": 0.4, "drifted": True}}}}
@@ -24,7 +28,7 @@ def evaluation(passed: bool) -> dict:
 
 
 def test_passing_report_layout(tmp_path):
-    config = load_config("mlops.yaml")
+    config = load_config(CONFIG)
     markdown, summary = build_report(config, {"validate": VALIDATE_OK, "train": TRAIN, "evaluate": evaluation(True)}, tmp_path)
     lines = markdown.splitlines()
     assert lines[0] == MARKER and lines[1].startswith("## ✅")
@@ -38,25 +42,34 @@ def test_passing_report_layout(tmp_path):
 
 
 def test_failing_gate_is_listed_before_the_tables(tmp_path):
-    config = load_config("mlops.yaml")
+    config = load_config(CONFIG)
     markdown, summary = build_report(config, {"validate": VALIDATE_OK, "train": TRAIN, "evaluate": evaluation(False)}, tmp_path)
     assert markdown.splitlines()[1].startswith("## ❌") and summary["verdict"] == "fail"
     assert markdown.index("gate accuracy: 0.5000") < markdown.index("### Metrics")
 
 
 def test_failed_validation_report_names_the_problem_and_ignores_stale_outputs(tmp_path):
-    config = load_config("mlops.yaml")
+    config = load_config(CONFIG)
     failed = {**VALIDATE_OK, "passed": False, "data_hash": "d2",
               "problems": [{"check": "range", "column": "body_mass_g", "expected": "in [2000, 7000]", "observed": "1 row outside"}]}
     markdown, summary = build_report(config, {"validate": failed, "train": TRAIN, "evaluate": evaluation(True)}, tmp_path)
     assert summary["verdict"] == "fail" and summary["metrics"] is None
     assert "Data validation failed (1 problem(s))" in markdown
-    assert "range: column `body_mass_g` expected in [2000, 7000]" in markdown
+    assert "range: column body_mass_g expected in [2000, 7000]" in markdown
     assert "### Metrics" not in markdown  # the old model's numbers must not appear
 
 
 def test_evaluation_of_another_run_is_not_reported(tmp_path):
-    config = load_config("mlops.yaml")
+    config = load_config(CONFIG)
     stale = {**evaluation(True), "run_id": "old"}
     _, summary = build_report(config, {"validate": VALIDATE_OK, "train": TRAIN, "evaluate": stale}, tmp_path)
     assert summary["verdict"] == "incomplete"
+
+
+def test_data_values_cannot_inject_html_or_break_tables(tmp_path):
+    config = load_config(CONFIG)
+    failed = {**VALIDATE_OK, "passed": False,
+              "problems": [{"check": "allowed", "column": "island", "expected": "one of [Biscoe]", "observed": "<unknown> | <img src=x>"}]}
+    markdown, _ = build_report(config, {"validate": failed, "train": None, "evaluate": None}, tmp_path)
+    assert "<unknown>" not in markdown and "<img" not in markdown
+    assert "&lt;unknown&gt; \\| &lt;img src=x&gt;" in markdown

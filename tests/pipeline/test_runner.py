@@ -137,3 +137,15 @@ def test_regression_task_runs_end_to_end(repo_copy):
     assert result.returncode == 0, result.stderr
     report = (repo_copy / "outputs" / "report.md").read_text()
     assert "| rmse |" in report and "Residuals (actual − predicted)" in report
+
+
+def test_champion_set_outside_the_cli_reruns_evaluate(repo_copy):
+    assert mlops(repo_copy, "run").returncode == 0
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo_copy / '.mlops' / 'mlflow.db'}")
+    client.set_registered_model_alias("penguins-sex", "champion", "1")  # as the MLflow UI would
+    again = mlops(repo_copy, "run")
+    assert again.returncode == 0, again.stderr
+    assert steps_that_ran(again.stderr) == ["evaluate", "report"]
+    assert "version 1" in json.loads((repo_copy / "outputs" / "evaluate.json").read_text())["champion"]["source"]
