@@ -237,3 +237,16 @@ def test_comment_job_runs_cml_only_when_verified(tmp_path: Path, case: str) -> N
         assert not (tmp_path / "downloaded").exists() and "refusing to run an unverified download" in result.stdout
     else:
         assert "does not match CML_SHA256" in result.stdout
+
+
+def test_pull_requests_never_use_the_mlflow_server() -> None:
+    """Same-repository and fork PRs alike: local MLflow store and main's cached champion; the
+    server's URI and token belong to main.yml's `mlflow` environment only."""
+    text = (REPO / ".github" / "workflows" / "pull-request.yml").read_text()
+    doc = load_yaml(REPO / ".github" / "workflows" / "pull-request.yml")
+    assert "vars.MLFLOW" not in text and "secrets." not in text
+    for name, job in doc["jobs"].items():
+        assert "environment" not in job, name
+    assert doc["jobs"]["ml"]["env"]["MLFLOW_TRACKING_URI"] == ""
+    restore = [step for step in doc["jobs"]["ml"]["steps"] if step.get("with", {}).get("path") == ".mlops/champion"]
+    assert restore and restore[0]["uses"].startswith("actions/cache/restore@")
