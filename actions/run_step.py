@@ -4,6 +4,7 @@ Every `actions/<step>/action.yml` calls this file twice and holds no logic itsel
 
     python run_step.py install SOURCE [--extras serve]     # pip install -e the package, once per job
     python run_step.py STEP [--config mlops.yaml] [-- MLOPS_ARGS...]
+    python run_step.py drift-verdict --validate-code N --drift-code N [--config mlops.yaml]
 
 The second form runs `mlops --config CONFIG STEP MLOPS_ARGS`, streams its output, and then
 translates the result for GitHub: `::error`/`::warning` annotations pointing at the file and line
@@ -259,6 +260,55 @@ def run(step: str, config: str, extra: list[str]) -> int:
     return exit_code
 
 
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def drift_verdict(outputs_dir: Path, validate_code: str, drift_code: str) -> tuple[bool, list[str]]:
+    """Whether incoming data drifted, from validate-data.json and drift.json; problems when it is unusable.
+
+    `mlops drift` exits 1 both on drift and on bad input, so the exit code alone cannot tell a
+    retraining case from a broken file: the data must pass `mlops validate --data` (drift
+    findings aside, which `validate.drift.on_drift: fail` turns into problems) and drift.json
+    must name the drifted features. Anything else is a problem, never "drifted".
+    """
+    problems: list[str] = []
+    validation = _read_json(outputs_dir / "validate-data.json")  # what `mlops validate --data` writes
+    if validate_code not in ("0", "1") or validation is None:
+        problems.append(f"mlops validate --data refused the file or did not finish (exit code {validate_code or 'none'}, "
+                        "no validate-data.json; its errors are above)")
+    else:
+        for item in validation.get("problems") or []:
+            if isinstance(item, dict) and item.get("check") != "drift":
+                where = f" column {item.get('column')}" if item.get("column") else ""
+                problems.append(f"{item.get('check')}{where}: expected {item.get('expected')}, observed {item.get('observed')}")
+        if validate_code == "1" and not problems and not validation.get("problems"):
+            problems.append("mlops validate failed without naming a problem")
+    if problems:
+        return False, problems
+    report = _read_json(outputs_dir / "drift.json")
+    names = report.get("drifted") if report else None
+    if drift_code not in ("0", "1") or not isinstance(names, list):
+        return False, [f"mlops drift did not finish (exit code {drift_code or 'none'}, no readable drift.json)"]
+    if (drift_code == "1") != bool(names):
+        return False, [f"mlops drift exited {drift_code} but drift.json lists {len(names)} drifted features"]
+    return bool(names), []
+
+
+def _verdict(config: str, validate_code: str, drift_code: str) -> int:
+    outputs_dir = Path(os.environ.get("MLOPS_OUTPUTS") or Path(config).parent / "outputs")
+    drifted, problems = drift_verdict(outputs_dir, validate_code, drift_code)
+    for problem in problems:
+        print(f"::error title=incoming data::{_escape_data(problem)}")
+    write_outputs({"drifted": "true" if drifted else "false"})
+    print("drifted: retraining pull request follows" if drifted else ("no drift" if not problems else "incoming data refused"))
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
@@ -267,7 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", nargs="?", help="install: the folder holding pyproject.toml")
     parser.add_argument("--config", default="mlops.yaml", help="path to mlops.yaml")
     parser.add_argument("--extras", default="", help="install: extras such as `serve`")
+    parser.add_argument("--validate-code", default="", help="drift-verdict: exit code of `mlops validate`")
+    parser.add_argument("--drift-code", default="", help="drift-verdict: exit code of `mlops drift`")
     args = parser.parse_args(own)
+    if args.step == "drift-verdict":
+        return _verdict(args.config, args.validate_code, args.drift_code)
     if args.step == "install":
         if not args.source:
             parser.error("install needs SOURCE")

@@ -105,8 +105,8 @@ def merge_runs(venv_bin: Path, registry: tuple[str, str], tmp_path_factory: pyte
 def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str, str], tmp_path_factory: pytest.TempPathFactory):
     """The merge workflow twice on one copy: as a fresh fork (no deploy target), then with swarm.
 
-    The second run finds main's state in the cache (validate and train are cache hits), moves
-    `champion` again, rebuilds the image and deploys it to staging and production on the local
+    The second run changes a train parameter: it finds main's state (validate is a cache hit),
+    trains a new version that beats the champion, moves `champion`, rebuilds the image and deploys it to staging and production on the local
     swarm. Swarm's routing mesh cannot work on this machine (no IPVS), so the test puts
     tests/infra's edge proxy in front of each stack and gives the workflow its URLs and a stack
     override joining the proxy's network, the way a forker would for Traefik or HAProxy.
@@ -136,6 +136,10 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
         network = ensure_edge_network()
     except EngineUnavailable as exc:
         need_engine(False, str(exc))
+    # a merge that changes the model: the second run trains a new version, which must beat the
+    # champion from the first run before it moves `champion` and is deployed
+    config = repo / "mlops.yaml"
+    config.write_text(config.read_text().replace("n_estimators: 200", "n_estimators: 300"))
     (repo / "infra" / "swarm" / "edge.yml").write_text(
         "version: '3.8'\nservices:\n  serving:\n    networks: [default, edge]\n"
         f"networks:\n  edge:\n    external: true\n    name: {network}\n")
@@ -219,17 +223,18 @@ def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -
     rebuilt = json.loads((merge_runs["state"] / "builds.jsonl").read_text().splitlines()[-1])
     assert f"{merge_runs['address']}/acme/penguins-sex@{rebuilt['digest']} is live on swarm stack penguins-sex-production" in result.log
     promoted = re.search(r"champion -> version (\d+)", result.log)
-    assert promoted, "the second run must move `champion` (to the same or a newer version)"
+    assert promoted and promoted.group(1) == "2", "the second run must move `champion` to the new version"
     assert merge_runs["production_version"]["model_version"] == promoted.group(1)
 
 
 def test_monitor_finds_drift_and_hands_the_data_to_the_retraining_job(venv_bin: Path, tmp_path: Path) -> None:
-    """Incoming data with heavier birds: `mlops drift` exits 1, the job keeps the data for the PR."""
+    """Incoming data with heavier birds (still inside the contract's ranges): the file passes
+    `mlops validate --data`, drift.json names the drifted features, the job keeps the data for the PR."""
     repo = actkit.copy_repo(tmp_path / "repo")
     rows = list(csv.DictReader((repo / "data" / "penguins.csv").open()))
     for row in rows:
         if row["body_mass_g"]:
-            row["body_mass_g"] = str(float(row["body_mass_g"]) + 900)
+            row["body_mass_g"] = str(float(row["body_mass_g"]) + 600)  # max 6300 + 600 <= 7000
         if row["flipper_length_mm"]:
             row["flipper_length_mm"] = str(float(row["flipper_length_mm"]) + 15)
     with (repo / "data" / "incoming.csv").open("w", newline="") as handle:
@@ -240,8 +245,26 @@ def test_monitor_finds_drift_and_hands_the_data_to_the_retraining_job(venv_bin: 
     result = actkit.run_act(repo, "workflow_dispatch", {"inputs": {}}, state=state, venv_bin=venv_bin,
                             workdir=tmp_path / "run", workflow="monitor.yml", job="drift")
     assert result.returncode == 0, result.log[-6000:]
+    assert "$ mlops --config mlops.yaml validate --data data/incoming.csv" in result.log
     assert "$ mlops --config mlops.yaml drift --data data/incoming.csv" in result.log
+    assert "drifted: retraining pull request follows" in result.log
     artifact = result.artifact("retraining-data")
     report = json.loads((artifact / "outputs" / "drift.json").read_text())
     assert {"body_mass_g", "flipper_length_mm"} <= set(report["drifted"])
     assert (artifact / "data" / "incoming.csv").is_file()
+
+
+def test_monitor_refuses_broken_incoming_data_instead_of_retraining_on_it(venv_bin: Path, tmp_path: Path) -> None:
+    """An empty incoming file makes `mlops drift` exit 1 too; it must fail the drift job with the
+    validation problem, upload no retraining data, and so never reach the retraining job."""
+    repo = actkit.copy_repo(tmp_path / "repo")
+    (repo / "data" / "incoming.csv").write_text("")
+    result = actkit.run_act(repo, "workflow_dispatch", {"inputs": {}}, state=tmp_path / "state", venv_bin=venv_bin,
+                            workdir=tmp_path / "run", workflow="monitor.yml")
+    assert result.returncode != 0
+    assert "empty file (0 bytes)" in result.log
+    assert "incoming data refused" in result.log
+    assert "drifted: retraining pull request follows" not in result.log
+    assert not result.job_succeeded("drift")
+    assert "Push a branch with the new data" not in result.log  # the retraining job never ran
+    assert not result.artifact("retraining-data").exists()

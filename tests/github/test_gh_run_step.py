@@ -96,6 +96,51 @@ def test_main_splits_its_own_options_from_mlops_arguments(monkeypatch) -> None:
     assert calls == [("validate", "x.yaml", ["--data", "d.csv"])]
 
 
+def _reports(folder: Path, problems: list[dict] | None = None, drifted: list[str] | None = None) -> Path:
+    import json
+
+    if problems is not None:
+        (folder / "validate-data.json").write_text(json.dumps({"passed": not problems, "problems": problems}))
+    if drifted is not None:
+        (folder / "drift.json").write_text(json.dumps({"drifted": drifted, "features": {}}))
+    return folder
+
+
+DRIFT_PROBLEM = {"check": "drift", "column": "body_mass_g", "expected": "psi <= 0.2", "observed": "psi 0.9"}
+RANGE_PROBLEM = {"check": "range", "column": "body_mass_g", "expected": "<= 7000", "observed": "7200 in 3 rows"}
+
+
+@pytest.mark.parametrize(
+    ("problems", "drifted", "codes", "expected"),
+    [
+        ([], ["body_mass_g"], ("0", "1"), (True, 0)),
+        ([], [], ("0", "0"), (False, 0)),
+        ([DRIFT_PROBLEM], ["body_mass_g"], ("1", "1"), (True, 0)),    # on_drift: fail is still drift
+        ([RANGE_PROBLEM], ["body_mass_g"], ("1", "1"), (False, 1)),   # bad data is never drift
+        (None, [], ("1", "1"), (False, 1)),                           # empty file: validate wrote nothing
+        ([], [], ("0", "1"), (False, 1)),                             # drift exit 1 without drifted features
+        ([], None, ("0", "1"), (False, 1)),                           # no drift.json
+        ([], ["body_mass_g"], ("0", "2"), (False, 1)),                # drift crashed
+        ([], ["body_mass_g"], ("0", "0"), (False, 1)),                # report and exit code disagree
+        ([], ["x"], ("2", "1"), (False, 1)),                          # validate crashed
+    ],
+    ids=["drift", "no-drift", "drift-fails-validation", "bad-range", "empty-file", "exit1-no-features",
+         "no-report", "drift-crash", "disagree", "validate-crash"],
+)
+def test_drift_verdict_comes_from_the_reports_not_the_exit_code(tmp_path: Path, monkeypatch, capsys, problems, drifted, codes, expected) -> None:
+    """monitor.yml: only valid data whose drift.json names drifted features opens a retraining PR."""
+    _reports(tmp_path, problems, drifted)
+    outputs = tmp_path / "github_output"
+    monkeypatch.setenv("MLOPS_OUTPUTS", str(tmp_path))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    code = run_step.main(["drift-verdict", "--validate-code", codes[0], "--drift-code", codes[1]])
+    assert (f"drifted={'true' if expected[0] else 'false'}\n" in outputs.read_text(), code) == (True, expected[1])
+    out = capsys.readouterr().out
+    assert ("::error title=incoming data::" in out) == bool(expected[1])
+    if problems == [RANGE_PROBLEM]:
+        assert "range column body_mass_g: expected <= 7000, observed 7200 in 3 rows" in out
+
+
 @pytest.fixture()
 def repo_with_bad_row(repo_copy: Path) -> Path:
     rows = list(csv.reader((repo_copy / "data" / "penguins.csv").open()))
