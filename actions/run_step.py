@@ -5,6 +5,7 @@ Every `actions/<step>/action.yml` calls this file twice and holds no logic itsel
     python run_step.py install SOURCE [--extras serve]     # pip install -e the package, once per job
     python run_step.py STEP [--config mlops.yaml] [-- MLOPS_ARGS...]
     python run_step.py drift-verdict --validate-code N --drift-code N [--config mlops.yaml]
+    python run_step.py credentials     # deploy: KUBECONFIG_DATA, SSH_KEY, KNOWN_HOSTS from the env
 
 The second form runs `mlops --config CONFIG STEP MLOPS_ARGS`, streams its output, and then
 translates the result for GitHub: `::error`/`::warning` annotations pointing at the file and line
@@ -309,6 +310,49 @@ def _verdict(config: str, validate_code: str, drift_code: str) -> int:
     return 1 if problems else 0
 
 
+def write_credentials(kubeconfig: str, ssh_key: str, known_hosts: str, temp: Path, home: Path) -> dict[str, str]:
+    """Put the deploy secrets where kubectl and ssh look; return the variables to export.
+
+    The kubeconfig goes to TEMP/kubeconfig (exported as KUBECONFIG); the SSH key (for a
+    DOCKER_HOST=ssh://... swarm manager) to ~/.ssh/id_deploy with the known hosts appended and
+    one `IdentityFile` line in ~/.ssh/config, written once. Files are created owner-only (0600,
+    ~/.ssh 0700). Empty values write nothing.
+    """
+    exports: dict[str, str] = {}
+
+    def private(path: Path, text: str, mode: str = "w") -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC), 0o600)
+        with os.fdopen(fd, mode, encoding="utf-8") as handle:
+            handle.write(text if text.endswith("\n") else text + "\n")
+        path.chmod(0o600)
+
+    if kubeconfig.strip():
+        temp.mkdir(parents=True, exist_ok=True)
+        private(temp / "kubeconfig", kubeconfig)
+        exports["KUBECONFIG"] = str(temp / "kubeconfig")
+    if ssh_key.strip():
+        ssh = home / ".ssh"
+        ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ssh.chmod(0o700)
+        private(ssh / "id_deploy", ssh_key)
+        if known_hosts.strip():
+            private(ssh / "known_hosts", known_hosts, "a")
+        line = "IdentityFile ~/.ssh/id_deploy"
+        config = ssh / "config"
+        if line not in (config.read_text(encoding="utf-8") if config.is_file() else ""):
+            private(config, f"Host *\n  {line}\n", "a")
+    return exports
+
+
+def _credentials() -> int:
+    exports = write_credentials(os.environ.get("KUBECONFIG_DATA", ""), os.environ.get("SSH_KEY", ""),
+                                os.environ.get("KNOWN_HOSTS", ""), Path(os.environ.get("RUNNER_TEMP", "/tmp")), Path.home())
+    append("GITHUB_ENV", "".join(f"{name}={value}\n" for name, value in exports.items()))
+    written = [*exports, *(["SSH key"] if os.environ.get("SSH_KEY", "").strip() else [])]
+    print(f"deploy credentials written: {', '.join(written) or 'none'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
@@ -320,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validate-code", default="", help="drift-verdict: exit code of `mlops validate`")
     parser.add_argument("--drift-code", default="", help="drift-verdict: exit code of `mlops drift`")
     args = parser.parse_args(own)
+    if args.step == "credentials":
+        return _credentials()
     if args.step == "drift-verdict":
         return _verdict(args.config, args.validate_code, args.drift_code)
     if args.step == "install":

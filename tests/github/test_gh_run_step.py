@@ -141,6 +141,34 @@ def test_drift_verdict_comes_from_the_reports_not_the_exit_code(tmp_path: Path, 
         assert "range column body_mass_g: expected <= 7000, observed 7200 in 3 rows" in out
 
 
+def test_deploy_credentials_are_written_owner_only_and_exported(tmp_path: Path, monkeypatch, capsys) -> None:
+    """actions/deploy's credentials step (was duplicated shell in main.yml's two deploy jobs)."""
+    home, temp, env_file = tmp_path / "home", tmp_path / "temp", tmp_path / "github_env"
+    monkeypatch.setattr(Path, "home", lambda: home)
+    monkeypatch.setenv("RUNNER_TEMP", str(temp))
+    monkeypatch.setenv("GITHUB_ENV", str(env_file))
+    monkeypatch.setenv("KUBECONFIG_DATA", "apiVersion: v1\nkind: Config")
+    monkeypatch.setenv("SSH_KEY", "-----BEGIN KEY-----\nabc\n-----END KEY-----")
+    monkeypatch.setenv("KNOWN_HOSTS", "manager ssh-ed25519 AAAA")
+    for _ in range(2):  # idempotent: a second call (same job) adds no second IdentityFile line
+        assert run_step.main(["credentials"]) == 0
+    assert (temp / "kubeconfig").read_text() == "apiVersion: v1\nkind: Config\n"
+    assert f"KUBECONFIG={temp / 'kubeconfig'}\n" in env_file.read_text()
+    ssh = home / ".ssh"
+    assert (ssh / "id_deploy").read_text() == "-----BEGIN KEY-----\nabc\n-----END KEY-----\n"
+    assert "manager ssh-ed25519 AAAA\n" in (ssh / "known_hosts").read_text()
+    assert (ssh / "config").read_text().count("IdentityFile ~/.ssh/id_deploy") == 1
+    for path in (temp / "kubeconfig", ssh / "id_deploy", ssh / "known_hosts", ssh / "config"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert ssh.stat().st_mode & 0o777 == 0o700
+    assert "abc" not in capsys.readouterr().out
+
+
+def test_no_deploy_credentials_write_nothing(tmp_path: Path) -> None:
+    assert run_step.write_credentials("", " ", "hosts", tmp_path / "temp", tmp_path / "home") == {}
+    assert not (tmp_path / "temp").exists() and not (tmp_path / "home").exists()
+
+
 @pytest.fixture()
 def repo_with_bad_row(repo_copy: Path) -> Path:
     rows = list(csv.reader((repo_copy / "data" / "penguins.csv").open()))

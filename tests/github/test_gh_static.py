@@ -171,6 +171,8 @@ def test_actions_are_thin_and_documented(path: Path) -> None:
         assert spec.get("description"), f"output {name} has no description"
         assert re.fullmatch(r"\$\{\{ steps\.run\.outputs\.[\w-]+ \}\}", spec["value"]), f"output {name} must map from the run step"
     runs = [step["run"] for step in steps_of(doc) if "run" in step]
+    if path.parent.name == "deploy":  # and, before the command, write the deploy credentials
+        assert runs.pop(1) == 'python "$RUN_STEP" credentials'
     assert len(runs) == 2, "set up, install, run one command: nothing else"
     assert runs[0].startswith('python "$RUN_STEP" install "$MLOPS_SOURCE"')
     assert runs[1].startswith(f'python "$RUN_STEP" {path.parent.name} --config "$CONFIG"')
@@ -250,3 +252,17 @@ def test_pull_requests_never_use_the_mlflow_server() -> None:
     assert doc["jobs"]["ml"]["env"]["MLFLOW_TRACKING_URI"] == ""
     restore = [step for step in doc["jobs"]["ml"]["steps"] if step.get("with", {}).get("path") == ".mlops/champion"]
     assert restore and restore[0]["uses"].startswith("actions/cache/restore@")
+
+
+def test_deploy_jobs_hold_no_credential_shell() -> None:
+    """The kubeconfig / SSH key handling lives in actions/deploy (run_step.py credentials), once."""
+    doc = load_yaml(REPO / ".github" / "workflows" / "main.yml")
+    for name in ("staging", "production"):
+        steps = doc["jobs"][name]["steps"]
+        assert not [step for step in steps if "run" in step], name
+        deploy = next(step for step in steps if step.get("uses") == "./actions/deploy")
+        assert deploy["with"]["kubeconfig"] == "${{ secrets.KUBECONFIG }}"
+        assert deploy["with"]["ssh-key"] == "${{ secrets.DEPLOY_SSH_KEY }}"
+    action = load_yaml(REPO / "actions" / "deploy" / "action.yml")
+    step = next(step for step in action["runs"]["steps"] if step["name"] == "Deploy credentials")
+    assert step["run"] == 'python "$RUN_STEP" credentials'
