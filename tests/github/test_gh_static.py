@@ -196,11 +196,12 @@ def _cml_step() -> dict:
     return next(step for step in steps if "CML" in step["name"])
 
 
-@pytest.mark.parametrize("case", ["no-hash", "wrong-hash", "right-hash", "cml-on-path"])
+@pytest.mark.parametrize("case", ["no-hash", "bad-hash", "wrong-hash", "right-hash", "cml-on-path"])
 def test_comment_job_runs_cml_only_when_verified(tmp_path: Path, case: str) -> None:
-    """The CML download in the only job that may write to PRs is checked against CML_SHA256:
-    with no hash it refuses to download, with a wrong one it fails before chmod/run; a `cml`
-    already on PATH is used as it is. `curl` is a local stand-in that 'downloads' a script."""
+    """CML in the only job that may write to PRs is verified: with no hash it comes from the npm
+    registry at the pinned version (npm checks its integrity); with a hash the release binary is
+    checked against it and a mismatch fails before chmod/run; a `cml` already on PATH is used as
+    it is. `curl` and `npm` are local stand-ins (no github.com, and this npm registry has no CML)."""
     import hashlib
     import os
     import shutil
@@ -214,28 +215,35 @@ def test_comment_job_runs_cml_only_when_verified(tmp_path: Path, case: str) -> N
     (bin_dir / "curl").write_text(f'#!/bin/sh\nwhile [ "$1" != -o ]; do shift; done\nprintf %s \'{payload}\' > "$2"\n'
                                   f'touch "{tmp_path}/downloaded"\n')
     (bin_dir / "curl").chmod(0o755)
-    for name in ("bash", "sh", "sha256sum", "rm", "chmod", "cat", "printf", "touch", "echo"):
+    prefix = tmp_path / "npm-global"
+    (bin_dir / "npm").write_text(
+        f'#!/bin/sh\nif [ "$1" = prefix ]; then echo "{prefix}"; exit 0; fi\necho "$@" > "{tmp_path}/npm-args"\n'
+        f'mkdir -p "{prefix}/bin"\nprintf %s \'{payload}\' > "{prefix}/bin/cml"\nchmod +x "{prefix}/bin/cml"\n')
+    (bin_dir / "npm").chmod(0o755)
+    for name in ("bash", "sh", "sha256sum", "rm", "chmod", "cat", "printf", "touch", "echo", "mkdir"):
         found = shutil.which(name)
         if found and not (bin_dir / name).exists():
             (bin_dir / name).symlink_to(found)
     if case == "cml-on-path":
         (bin_dir / "cml").write_text(payload)
         (bin_dir / "cml").chmod(0o755)
-    digest = {"no-hash": "", "wrong-hash": "0" * 64}.get(case, hashlib.sha256(payload.encode()).hexdigest())
+    digest = {"no-hash": "", "bad-hash": "not-a-digest", "wrong-hash": "0" * 64}.get(case, hashlib.sha256(payload.encode()).hexdigest())
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir()
     env = {**{k: str(v) for k, v in step["env"].items() if "${{" not in str(v)}, "CML_SHA256": digest,
            "PATH": str(bin_dir), "RUNNER_TEMP": str(runner_temp), "PR_NUMBER": "7", "REPORT": "report.md"}
     result = subprocess.run([str(bin_dir / "bash"), "-e", "-c", step["run"]], env=env, capture_output=True, text=True, cwd=tmp_path)
     called = (tmp_path / "called").read_text() if (tmp_path / "called").exists() else None
-    if case in ("right-hash", "cml-on-path"):
+    if case in ("no-hash", "right-hash", "cml-on-path"):
         assert result.returncode == 0, result.stdout + result.stderr
         assert called == "comment update --target=pr/7 --watermark-title=mlops-report report.md\n"
         assert (tmp_path / "downloaded").exists() == (case == "right-hash")
+        npm_args = (tmp_path / "npm-args").read_text() if (tmp_path / "npm-args").exists() else None
+        assert npm_args == (f"install --global --no-audit --no-fund @dvcorg/cml@{step['env']['CML_VERSION']}\n" if case == "no-hash" else None)
         return
     assert result.returncode != 0 and called is None
     assert not (runner_temp / "cml").exists() or not os.access(runner_temp / "cml", os.X_OK)
-    if case == "no-hash":
+    if case == "bad-hash":
         assert not (tmp_path / "downloaded").exists() and "refusing to run an unverified download" in result.stdout
     else:
         assert "does not match CML_SHA256" in result.stdout
