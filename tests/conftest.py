@@ -46,10 +46,17 @@ def make_config(tmp_path: Path):
 
 
 @pytest.fixture(autouse=True)
-def _local_tracking(monkeypatch):
-    """Tests use the per-folder sqlite store, never a server configured in the shell."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLOPS_OUTPUTS", raising=False)
+def _local_tracking():
+    """Tests use the per-folder sqlite store, never a server configured in the shell. MLflow
+    exports MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID into os.environ when a test configures
+    it in-process; the whole environment is restored after each test so nothing leaks into the
+    subprocesses of the next one."""
+    saved = dict(os.environ)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLOPS_OUTPUTS"):
+        os.environ.pop(name, None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture()

@@ -28,7 +28,8 @@ mlflow.MlflowClient().set_registered_model_alias("penguins-sex", "challenger", i
 mlflow.MlflowClient().set_model_version_tag("penguins-sex", info.registered_model_version, "data_hash", "d4t4")
 """
     (repo / ".mlops").mkdir(exist_ok=True)
-    subprocess.run([sys.executable, "-c", code], cwd=repo, check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_serve_defaults_to_the_challenger(repo_copy: Path, model_dir: Path) -> None:
