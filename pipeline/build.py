@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from pipeline.errors import PipelineError
@@ -96,13 +95,10 @@ def requirements(model_dir: Path) -> str:
     """Pinned runtime requirements; scikit-learn and skops as recorded in the model's MLmodel."""
     import yaml
 
+    from pipeline.tracking import package_versions
+
     flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]
-    pins = {}
-    for name in RUNTIME_PACKAGES:
-        try:
-            pins[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    pins = package_versions(RUNTIME_PACKAGES)
     pins["scikit-learn"] = flavor.get("sklearn_version") or pins.get("scikit-learn", "")
     return "".join(f"{name}=={version}\n" if version else f"{name}\n" for name, version in pins.items())
 

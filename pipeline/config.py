@@ -238,10 +238,6 @@ class Config(Strict):
         skip = {self.data.target, self.data.id_column}
         return [name for name, spec in self.validate_.columns.items() if name not in skip and spec.feature]
 
-    def section(self, name: str) -> dict[str, Any]:
-        """The raw dict of one section, used for cache keys."""
-        dumped = self.model_dump(mode="json", by_alias=True)
-        return {"task": dumped["task"], "seed": dumped["seed"], "data": dumped["data"], name: dumped.get(name)}
 
 
 def _format_error(path: Path, exc: ValidationError) -> str:

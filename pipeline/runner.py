@@ -19,6 +19,7 @@ from pipeline.config import Config, load_config, resolve
 from pipeline.dag import SHARED_CODE, STEPS, Step
 from pipeline.paths import Paths
 from pipeline.promote import local_aliases
+from pipeline.tracking import file_hash
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,13 +33,7 @@ def _sha(*parts: str) -> str:
 
 
 def _file_digest(path: Path) -> str:
-    if not path.exists():
-        return "missing"
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_hash(path) if path.exists() else "missing"
 
 
 def champion_fingerprint(config: Config, override: str | None) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,15 @@ class Workspace:
     def data(self) -> Any:
         return self.table(self.data_path)
 
+    def file_hash(self, path: Path) -> str:
+        """Content hash of a data file, computed once per run (validate and train both need it)."""
+        from pipeline.tracking import file_hash
+
+        key = f"hash:{path}"
+        if key not in self._frames:
+            self._frames[key] = file_hash(path)
+        return self._frames[key]
+
     def reference(self) -> Any:
         ref = self.config.data.reference
         return self.table(resolve(self.config, ref)) if ref is not None else None
@@ -83,14 +91,13 @@ def say(message: str) -> None:
 
 def run_validate(config: Config, data: Path | None = None, ws: Workspace | None = None) -> int:
     """Check the data contract, leakage and drift; write validate.json."""
-    from pipeline.tracking import file_hash
     from pipeline.validate import problem_lines, validate
 
     ws = ws or Workspace(config)
     path = data if data is not None else ws.data_path
     frame = ws.table(path)
     report = validate(config, frame, ws.reference(), source=str(path))
-    report["data_hash"] = file_hash(path)
+    report["data_hash"] = ws.file_hash(path)
     if data is not None:
         write_json(ws.paths.outputs / "validate-data.json", report)
     else:
@@ -112,7 +119,7 @@ def run_train(config: Config, ws: Workspace | None = None) -> int:
 
     ws = ws or Workspace(config)
     validation = read_output(ws, "validate.json", "train")
-    data_hash = tracking.file_hash(ws.data_path)
+    data_hash = ws.file_hash(ws.data_path)
     if not validation.get("passed"):
         raise PipelineError("train: the data failed validation; fix it and run `mlops validate`")
     if validation.get("data_hash") != data_hash:
@@ -227,9 +234,3 @@ def run_promote(config: Config, challenger_only: bool = False, ws: Workspace | N
 
 def _maybe_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def timed(label: str, fn: Any, *args: Any, **kwargs: Any) -> tuple[int, float]:
-    started = time.perf_counter()
-    code = fn(*args, **kwargs)
-    return code, time.perf_counter() - started

@@ -47,9 +47,10 @@ def configure(config: Config) -> str:
     return uri
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] | list[str] = TRACKED_PACKAGES) -> dict[str, str]:
+    """Installed versions of `names`, skipping those not installed."""
     versions = {}
-    for name in TRACKED_PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
