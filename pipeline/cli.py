@@ -40,32 +40,48 @@ def _step_handler(name: str) -> Callable[[argparse.Namespace], int]:
             code, result = run_one(_config(args), name, options)
         except PipelineError as exc:
             exc.exit_code = step.failure_code
-            _publish(args, name, None, exc)
+            _publish(args, name, None, exc, 1, step.result_file, step.action_outputs)
             raise
-        _publish(args, name, {name: result}, None, code)
+        _publish(args, name, {name: result}, None, code, step.result_file, step.action_outputs)
         return code
 
     return handle
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline import steps
     from pipeline.runner import run_all
 
+    report = steps.get("report")  # `run` exposes the report's outputs
     try:
         code, results = run_all(_config(args), force=args.force, champion=args.champion)
     except PipelineError as exc:
-        _publish(args, "run", None, exc)
+        _publish(args, "run", None, exc, 1, report.result_file, report.action_outputs)
         raise
-    _publish(args, "run", results, None, code)
+    _publish(args, "run", results, None, code, report.result_file, report.action_outputs)
     return code
 
 
+def _delivery_handler(name: str, module: Any) -> Callable[[argparse.Namespace], int]:
+    def handle(args: argparse.Namespace) -> int:
+        declared = getattr(module, "RESULT_FILE", ""), getattr(module, "ACTION_OUTPUTS", {})
+        try:
+            code = int(module.main(args) or 0)
+        except PipelineError as exc:
+            _publish(args, name, None, exc, 1, *declared)
+            raise
+        _publish(args, name, None, None, code, *declared)
+        return code
+
+    return handle
+
+
 def _publish(args: argparse.Namespace, command: str, results: dict[str, Any] | None, error: PipelineError | None,
-             code: int = 1) -> None:
+             code: int, result_file: str, action_outputs: dict[str, str]) -> None:
     if os.environ.get("GITHUB_ACTIONS") == "true":
         from pipeline import github
 
-        github.publish(command, args.config, results or {}, error, code)
+        github.publish(command, args.config, results or {}, error, code, result_file or f"{command}.json", action_outputs)
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -98,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(p)
-        p.set_defaults(handler=module.main, **{LOCKED: False})
+        p.set_defaults(handler=_delivery_handler(name, module), **{LOCKED: False})
     return parser
 
 

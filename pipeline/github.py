@@ -19,10 +19,10 @@ from pipeline.steps.base import Annotation
 SUMMARY_LINES = 50  # problem lines shown in the job summary; the log has them all
 
 
-def publish(command: str, config_path: str, results: dict[str, Any], error: PipelineError | None, code: int) -> None:
-    """Annotations, job summary and outputs for `mlops <command>`."""
-    from pipeline import steps
-
+def publish(command: str, config_path: str, results: dict[str, Any], error: PipelineError | None, code: int,
+            result_file: str, action_outputs: dict[str, str]) -> None:
+    """Annotations, job summary and outputs for `mlops <command>`, whose declared outputs
+    (`action_outputs`, see `Step.action_outputs`) are read from `result_file`."""
     config = Path(config_path)
     workspace = Path(os.environ.get("GITHUB_WORKSPACE") or os.getcwd())
     found = [a for result in results.values() if result is not None for a in result.annotations()]
@@ -33,9 +33,8 @@ def publish(command: str, config_path: str, results: dict[str, Any], error: Pipe
     for item in located:
         print(command_line(item, f"mlops {command}"), flush=True)
     outputs_dir = Paths(config.resolve().parent).outputs
-    step = steps.get("report" if command == "run" else command)
     append("GITHUB_STEP_SUMMARY", summary_markdown(command, code, located, outputs_dir))
-    write_outputs({"exit-code": str(code), **step_outputs(step, outputs_dir)})
+    write_outputs({"exit-code": str(code), **step_outputs(outputs_dir / result_file, action_outputs)})
 
 
 def locate(item: Annotation, config: Path, workspace: Path) -> Annotation:
@@ -70,17 +69,17 @@ def yaml_line(config: Path, dotted: str) -> int | None:
     return line
 
 
-def step_outputs(step: Any, outputs_dir: Path) -> dict[str, str]:
-    """The declared action outputs, read from the result file the step wrote ('' when absent)."""
+def step_outputs(result_path: Path, action_outputs: dict[str, str]) -> dict[str, str]:
+    """The declared action outputs, read from the result file the command wrote ('' when absent)."""
     import json
 
-    result_path = outputs_dir / step.result_file
+    outputs_dir = result_path.parent
     try:
         result = json.loads(result_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         result = {}
     values = {}
-    for name, source in step.action_outputs.items():
+    for name, source in action_outputs.items():
         if source.startswith("@"):
             path = outputs_dir / source[1:]
             values[name] = str(path) if path.exists() else ""
