@@ -261,3 +261,33 @@ def registry_fingerprint(config: Config) -> str | None:
         return None
     database = paths.state / "mlflow.db"
     return "|".join(digest(database.with_name(database.name + suffix)) for suffix in ("", "-journal", "-wal"))
+
+
+def fetch_model(config: Config, uri: str) -> tuple[Path, str, str, dict[str, str]]:
+    """A registry model (`models:/name@alias`, `models:/name/N`) or run model as a local folder
+    under .mlops/serving (downloaded once): (path, pinned URI, version, version tags)."""
+    import mlflow
+
+    configure(config)
+    paths = Paths(config.root)
+    version, tags = "unknown", {}
+    try:
+        if uri.startswith("models:/"):
+            name, _, ref = uri.removeprefix("models:/").partition("@")
+            client = _client()
+            if ref:
+                found = client.get_model_version_by_alias(name, ref)
+            else:
+                name, _, number = name.partition("/")
+                found = client.get_model_version(name, number)
+            version, tags = str(found.version), dict(found.tags or {})
+            uri = f"models:/{name}/{version}"
+        dest = paths.state / "serving" / uri.replace(":/", "-").replace("/", "-")
+        if not (dest / "MLmodel").is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+            dest = local if (local / "MLmodel").is_file() else dest
+    except Exception as exc:  # MLflow raises many types; the user needs one line
+        raise PipelineError(f"cannot load model {uri} from {paths.tracking_uri}: {exc}. "
+                            "Train and register one first (`mlops run`, `mlops promote`) or pass --model DIR") from None
+    return dest.resolve(), uri, version, tags
