@@ -71,7 +71,11 @@ def test_context_stages_what_the_dockerfile_copies_and_outputs_args_and_labels(t
     assert (context / "Dockerfile").read_text() == (REPO / "infra" / "docker" / "Dockerfile").read_text()
     assert (context / "artifacts" / "model" / "MLmodel").is_file()
     assert json.loads((context / "artifacts" / "contract.json").read_text())
-    assert (context / "app" / "model" / "serving").is_dir()
+    # the code: the runtime and its import-free parent package, and the model plug-in; no other pipeline code
+    assert sorted(path.name for path in (context / "app").iterdir()) == ["model", "pipeline"]
+    assert sorted(path.name for path in (context / "app" / "pipeline").iterdir()) == ["__init__.py", "serving"]
+    assert (context / "app" / "pipeline" / "serving" / "__main__.py").is_file()
+    assert (context / "app" / "model" / "__init__.py").is_file()
     assert not list(context.rglob("__pycache__"))
     requirements = (context / "requirements.txt").read_text().splitlines()
     assert any(line.startswith("scikit-learn==") for line in requirements)
