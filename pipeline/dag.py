@@ -39,6 +39,7 @@ STEPS: tuple[Step, ...] = (
             "model/__init__.py",
             "model/features.py",
             "model/estimator.py",
+            "model/spec.py",
         ),
         sections=("data", "validate", "train"),
         reads=("validate.json",),

@@ -124,9 +124,9 @@ def run_train(config: Config, ws: Workspace | None = None) -> int:
         raise PipelineError("train: the data failed validation; fix it and run `mlops validate`")
     if validation.get("data_hash") != data_hash:
         raise PipelineError("train: the data changed since it was validated; run `mlops validate`")
-    from model import build_model
+    from pipeline.train import new_model
 
-    build_model(config)  # a bad estimator name or parameter fails here, before old outputs are removed
+    new_model(config)  # a bad estimator name or parameter fails here, before old outputs are removed
     invalidate(ws, "train")
     result = train(config, ws.data())
     features, _ = features_and_target(config, result.train.head(1000))
