@@ -109,7 +109,8 @@ def serve_packages() -> list[str]:
 def requirements(model_dir: Path) -> str:
     """The image's requirements.txt: the model's own requirements.txt (written at training from
     the estimator's declaration in model/estimator.py, pinned to the training versions), plus the
-    `serve` extra pinned to this environment's versions. MLflow stays out of the image."""
+    `serve` extra; what either leaves unpinned gets this environment's version. MLflow stays out
+    of the image."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     from pipeline.tracking import package_versions
@@ -117,22 +118,22 @@ def requirements(model_dir: Path) -> str:
     source = model_dir / "requirements.txt"
     if not source.is_file():
         raise PipelineError(f"{source}: missing; the model directory must be an MLflow model saved by `mlops train`")
-    lines: dict[str, str] = {}
+    declared: dict[str, str] = {}
     for line in source.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line or line.startswith("-"):
             continue
         try:
-            name = Requirement(line).name
+            requirement = Requirement(line)
         except InvalidRequirement as exc:
             raise PipelineError(f"{source}: cannot read requirement {line!r}: {exc}") from None
-        if name != "mlflow":
-            lines[name] = line
-    serving = serve_packages()
-    pins = package_versions(serving)
-    for name in serving:
-        lines.setdefault(name, f"{name}=={pins[name]}" if name in pins else name)
-    return "".join(f"{line}\n" for line in lines.values())
+        if requirement.name != "mlflow":
+            declared[requirement.name] = line if requirement.specifier else ""
+    for name in serve_packages():
+        declared.setdefault(name, "")
+    pins = package_versions([name for name, line in declared.items() if not line])
+    lines = [line or (f"{name}=={pins[name]}" if name in pins else name) for name, line in declared.items()]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Path:  # type: ignore[no-untyped-def]
