@@ -114,7 +114,8 @@ def _resolve(name: str, record: Estimator, factory: Factory) -> Callable[..., "B
         packages = " ".join(record.requirements) or root
         install = f"pip install -e '.[{record.extra}]'" if record.extra else f"pip install {packages}"
         raise ValueError(f"train.estimator: {name!r} needs the package {packages}: {install}") from None
-    return getattr(module, attribute)  # type: ignore[no-any-return]
+    cls: Callable[..., "BaseEstimator"] = getattr(module, attribute)
+    return cls
 
 
 def build_estimator(spec: "ModelSpec") -> "BaseEstimator":

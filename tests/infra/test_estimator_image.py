@@ -31,7 +31,8 @@ def test_lightgbm_model_is_served_from_the_built_image(engines: str, tmp_path: P
                   "--base-image", os.environ.get("MLOPS_BASE_IMAGE", "local/python-base:3.11"),
                   cwd=project, env={"MLOPS_MODEL_VERSION": "1", "MLOPS_OUTPUTS": str(tmp_path / "outputs")})
     assert built.returncode == 0, built.stderr + built.stdout
-    digest = json.loads((tmp_path / "outputs" / "build.json").read_text())["digest"]
+    build = json.loads((tmp_path / "outputs" / "build.json").read_text())
+    digest = build["digest"]
 
     port = free_port()
     container = f"mlops-test-lightgbm-{port}"
@@ -56,4 +57,5 @@ def test_lightgbm_model_is_served_from_the_built_image(engines: str, tmp_path: P
     finally:
         logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stderr
         docker("rm", "-f", container, check=False)
+        docker("rmi", digest, *build["tags"], check=False)
         print(logs[-3000:])
