@@ -106,6 +106,7 @@ def run(config_path: Path, bare: bool) -> dict[str, float]:
 
     from model import build_model
     from pipeline.config import load_config
+    from pipeline.train import model_spec
 
     config = load_config(config_path)
     data_path = config.data.path if config.data.path.is_absolute() else config.root / config.data.path
@@ -131,7 +132,7 @@ def run(config_path: Path, bare: bool) -> dict[str, float]:
     features = frame[config.feature_columns]
     x_train, y_train = features.iloc[train_rows], target.iloc[train_rows]
     x_test, y_test = features.iloc[test_rows], target.iloc[test_rows]
-    model = build_model(config).fit(x_train, y_train)
+    model = build_model(model_spec(config)).fit(x_train, y_train)
     phases["fit"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -47,12 +47,13 @@ def train_model(dest: Path) -> Path:
     from mlflow.models import infer_signature
 
     from model import build_model
+    from pipeline.train import model_spec
     from pipeline.config import load_config
 
     config = load_config(REPO / "mlops.yaml")
     frame = pd.read_csv(REPO / config.data.path)
     x, y = frame[config.feature_columns], frame[config.data.target]
-    fitted = build_model(config).fit(x, y)
+    fitted = build_model(model_spec(config)).fit(x, y)
     mlflow.sklearn.save_model(fitted, dest, serialization_format="skops",
                               skops_trusted_types=sio.get_untrusted_types(data=sio.dumps(fitted)),
                               signature=infer_signature(x, fitted.predict(x)), input_example=x.head(3),

@@ -1,4 +1,4 @@
-"""Feature engineering, derived from the data contract in mlops.yaml.
+"""Feature engineering, derived from the column kinds in the spec (from mlops.yaml's contract).
 
 Numeric columns are imputed (median) and scaled; categorical ones imputed (most frequent) and
 one-hot encoded, ignoring categories unseen in training so serving never crashes on them.
@@ -8,28 +8,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
 if TYPE_CHECKING:
-    from pipeline.config import Config
+    from sklearn.compose import ColumnTransformer
 
-NUMERIC_TYPES = {"int", "float"}
+    from model.spec import ModelSpec
 
-
-def split_feature_types(config: "Config") -> tuple[list[str], list[str]]:
-    """(numeric, categorical) feature names, in contract order."""
-    columns = config.validate.columns
-    numeric = [c for c in config.feature_columns if columns[c].type in NUMERIC_TYPES]
-    categorical = [c for c in config.feature_columns if columns[c].type not in NUMERIC_TYPES]
-    return numeric, categorical
+# The non-default types skops must trust to load the fitted feature step. FORK: add the types of
+# any transformer you add below (skops names them: `skops.io.get_untrusted_types`).
+TRUSTED_TYPES: tuple[str, ...] = ("numpy.dtype",)
 
 
-def build_features(config: "Config") -> ColumnTransformer:
+def build_features(spec: "ModelSpec") -> "ColumnTransformer":
     """The preprocessing step. FORK: add derived features or change encoders here."""
-    numeric, categorical = split_feature_types(config)
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     numeric_steps = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical_steps = Pipeline(
         [
@@ -38,7 +33,7 @@ def build_features(config: "Config") -> ColumnTransformer:
         ]
     )
     return ColumnTransformer(
-        [("numeric", numeric_steps, numeric), ("categorical", categorical_steps, categorical)],
+        [("numeric", numeric_steps, list(spec.numeric)), ("categorical", categorical_steps, list(spec.categorical))],
         remainder="drop",
         verbose_feature_names_out=False,
     )

@@ -101,9 +101,16 @@ def package_versions(names: tuple[str, ...] | list[str] = TRACKED_PACKAGES) -> d
     return versions
 
 
-def pip_requirements() -> list[str]:
-    """Pinned runtime requirements, passed explicitly (inference costs about 5 s)."""
-    return [f"{name}=={version}" for name, version in package_versions().items() if name in RUNTIME_PACKAGES]
+def pip_requirements(config: Config) -> list[str]:
+    """The saved model's requirements.txt: the base runtime plus what its estimator declares in
+    model/estimator.py, pinned to the installed versions (passed explicitly: inference costs
+    about 5 s). `mlops build` installs the image from this list."""
+    from model import requirements
+    from pipeline.train import model_spec
+
+    names = [*RUNTIME_PACKAGES, *requirements(model_spec(config))]
+    versions = package_versions(names)
+    return [f"{name}=={versions[name]}" if name in versions else name for name in dict.fromkeys(names)]
 
 
 def git_sha(root: Path) -> str:
@@ -125,14 +132,15 @@ def config_hash(config: Config) -> str:
 def trusted_types(config: Config, model: Any) -> list[str]:
     """The non-default types the fitted model needs skops to trust when it is loaded.
 
-    Declared per estimator in model/estimator.py (free); for an estimator that declares none,
-    found by serialising the model once more (about 0.4 s for a 200-tree forest).
+    Declared by model/ (its features and the estimator's record: free); for an estimator that
+    declares none, found by serialising the model once more (about 0.4 s for a 200-tree forest).
     """
-    from model.estimator import TRUSTED_TYPES
+    from model import trusted_types as declared_types
+    from pipeline.train import model_spec
 
-    declared = TRUSTED_TYPES.get(config.train.estimator)
+    declared = declared_types(model_spec(config))
     if declared is not None:
-        return list(declared)
+        return declared
     import skops.io as sio
 
     return list(sio.get_untrusted_types(data=sio.dumps(model)))
@@ -165,7 +173,7 @@ def log_training(
                 model,
                 name="model",
                 signature=signature,
-                pip_requirements=pip_requirements(),
+                pip_requirements=pip_requirements(config),
                 serialization_format="skops",
                 skops_trusted_types=trusted_types(config, model),
                 metadata={"project": config.project, "task": config.task, **tags},

@@ -11,11 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-from model import build_model
+from model import ModelSpec, build_model
 from pipeline.config import Config
 from pipeline.data import split
 from pipeline.errors import PipelineError
 from pipeline.metrics import score
+
+
+NUMERIC_TYPES = {"int", "float"}
 
 
 @dataclass
@@ -27,6 +30,28 @@ class TrainResult:
     fit_seconds: float
 
 
+def model_spec(config: Config) -> ModelSpec:
+    """What model/ needs from mlops.yaml: the task, feature columns by kind, the estimator."""
+    columns = config.validate.columns
+    return ModelSpec(
+        task=config.task,
+        numeric=tuple(c for c in config.feature_columns if columns[c].type in NUMERIC_TYPES),
+        categorical=tuple(c for c in config.feature_columns if columns[c].type not in NUMERIC_TYPES),
+        estimator=config.train.estimator,
+        params=dict(config.train.params),
+        seed=config.seed,
+    )
+
+
+def new_model(config: Config) -> Any:
+    """The unfitted model from model/; its ValueError/TypeError (bad `train.estimator` or
+    `train.params`, a missing optional package) become one clean PipelineError line."""
+    try:
+        return build_model(model_spec(config))
+    except (ValueError, TypeError) as exc:
+        raise PipelineError(str(exc)) from None
+
+
 def features_and_target(config: Config, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """The model's input columns (contract order) and the target."""
     target = frame[config.data.target]
@@ -35,17 +60,11 @@ def features_and_target(config: Config, frame: pd.DataFrame) -> tuple[pd.DataFra
     return frame[config.feature_columns], target
 
 
-def check_model(config: Config) -> None:
-    """Build the unfitted model once: a bad estimator name or parameter fails before any output
-    is removed or written."""
-    build_model(config)
-
-
 def train(config: Config, data: pd.DataFrame) -> TrainResult:
     """Fit on the train split and score on the test split."""
     train_frame, test_frame = split(config, data)
     x_train, y_train = features_and_target(config, train_frame)
-    model = build_model(config)
+    model = new_model(config)
     started = time.perf_counter()
     try:
         model.fit(x_train, y_train)

@@ -29,15 +29,13 @@ from pipeline.errors import PipelineError
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = "python:3.11-slim"
 AIR_GAPPED_BASE = "local/python-base:3.11"
-# What the server imports at run time; versions are pinned to this environment's (the training one).
-RUNTIME_PACKAGES = ["scikit-learn", "skops", "numpy", "scipy", "pandas", "pyyaml", "fastapi", "pydantic",
-                    "uvicorn", "httptools", "uvloop", "prometheus-client", "orjson"]
 # What the build action exposes, from outputs/build.json (`mlops build --context DIR` fills
 # context..secret-files for docker/build-push-action); lists become one item per line.
 RESULT_FILE = "build.json"
 ACTION_OUTPUTS = {"image": "image", "digest": "digest", "tags": "tags", "model-version": "model_version", "result": "@build.json",
                   "context": "context", "repository": "repository", "build-args": "build_args", "labels": "labels",
                   "secret-files": "secret_files", "base-image": "base_image", "git-sha": "git_sha"}
+SERVE_EXTRA = "serve"  # the pyproject.toml extra the server needs on top of the model's requirements
 CONTEXT_MARK = ".mlops-context"  # marks a folder `--context` staged, so a re-run may replace it
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 CA_BUNDLES = [os.environ.get("PIP_CERT", ""), os.environ.get("SSL_CERT_FILE", ""), "/etc/ssl/certs/ca-certificates.crt"]
@@ -99,16 +97,51 @@ def ensure_base(docker: str, base: str, infra: Path = REPO / "infra") -> str:
     return AIR_GAPPED_BASE
 
 
+def serve_packages() -> list[str]:
+    """The names in pyproject.toml's `serve` extra (from the installed metadata when the package
+    was installed without its source tree)."""
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    pyproject = REPO / "pyproject.toml"
+    if pyproject.is_file():
+        declared = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"][SERVE_EXTRA]
+    else:
+        declared = [r for r in metadata.requires("mlops-template") or []
+                    if (m := Requirement(r).marker) is not None and m.evaluate({"extra": SERVE_EXTRA})]
+    return [Requirement(r).name for r in declared]
+
+
 def requirements(model_dir: Path) -> str:
-    """Pinned runtime requirements; scikit-learn and skops as recorded in the model's MLmodel."""
-    import yaml
+    """The image's requirements.txt: the model's own requirements.txt (written at training from
+    the estimator's declaration in model/estimator.py, pinned to the training versions), plus the
+    `serve` extra; what either leaves unpinned gets this environment's version. MLflow stays out
+    of the image."""
+    from packaging.requirements import InvalidRequirement, Requirement
 
     from pipeline.tracking import package_versions
 
-    flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]
-    pins = package_versions(RUNTIME_PACKAGES)
-    pins["scikit-learn"] = flavor.get("sklearn_version") or pins.get("scikit-learn", "")
-    return "".join(f"{name}=={version}\n" if version else f"{name}\n" for name, version in pins.items())
+    source = model_dir / "requirements.txt"
+    if not source.is_file():
+        raise PipelineError(f"{source}: missing; the model directory must be an MLflow model saved by `mlops train`")
+    declared: dict[str, str] = {}
+    for line in source.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as exc:
+            raise PipelineError(f"{source}: cannot read requirement {line!r}: {exc}") from None
+        if requirement.name != "mlflow":
+            declared[requirement.name] = line if requirement.specifier else ""
+    for name in serve_packages():
+        declared.setdefault(name, "")
+    pins = package_versions([name for name, line in declared.items() if not line])
+    lines = [line or (f"{name}=={pins[name]}" if name in pins else name) for name, line in declared.items()]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def stage_app(app: Path) -> Path:

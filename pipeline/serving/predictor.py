@@ -80,6 +80,7 @@ class Predictor:
         return self.fast is not None and rows <= FAST_PATH_MAX_ROWS
 
     def _prediction(self, values: np.ndarray) -> Prediction:
+        values = np.ascontiguousarray(values)  # LightGBM's predict_proba is column-major; orjson needs C order
         if self.classes is None:
             return Prediction([float(v) for v in values], None, None, None)
         labels = [self.classes[i] for i in values.argmax(axis=1)]

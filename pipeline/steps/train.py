@@ -31,7 +31,7 @@ class TrainResult(StepResult):
 def run(ctx: Context) -> tuple[int, TrainResult]:
     """Train on the data validate passed, log to MLflow, save the model to outputs/model."""
     from pipeline import tracking
-    from pipeline.train import check_model, features_and_target, train
+    from pipeline.train import features_and_target, new_model, train
 
     config = ctx.config
     validation = ctx.read_result(ValidateResult, "validate.json", "train")
@@ -40,7 +40,7 @@ def run(ctx: Context) -> tuple[int, TrainResult]:
         raise PipelineError("train: the data failed validation; fix it and run `mlops validate`")
     if validation.data_hash != data_hash:
         raise PipelineError("train: the data changed since it was validated; run `mlops validate`")
-    check_model(config)  # a bad estimator name or parameter fails before anything is written
+    new_model(config)  # a bad estimator name or parameter fails before the data is read or fitted
     result = train(config, ctx.data())
     features, _ = features_and_target(config, result.train.head(1000))
     complete = features.dropna()

@@ -34,10 +34,11 @@ def model_dir(config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow.models import infer_signature
 
     from model import build_model
+    from pipeline.train import model_spec
 
     frame = pd.read_csv(REPO / config.data.path)
     features, target = frame[config.feature_columns], frame[config.data.target]
-    fitted = build_model(config).fit(features, target)
+    fitted = build_model(model_spec(config)).fit(features, target)
     out = tmp_path_factory.mktemp("model") / "model"
     mlflow.sklearn.save_model(
         fitted, out, serialization_format="skops",
