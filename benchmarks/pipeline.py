@@ -364,7 +364,7 @@ def scale_round(index: int, size: ScaleRow, folder: Path, env: dict[str, str], l
         runs = [checked(measure([*mlops_cmd(), step], folder, env, logs / f"{size.rows}-{step}-{index}"),
                         f"mlops {step} at {size.rows} rows") for step in SCALE_STEPS]
         size.ours_runs.append(runs)
-        size.steps.append({step: run.seconds for step, run in zip(SCALE_STEPS, runs)})
+        size.steps.append({step: run.seconds for step, run in zip(SCALE_STEPS, runs, strict=True)})
 
     def bare() -> None:
         size.bare.append(checked(measure(naive_cmd(folder / "mlops.yaml", bare=True), folder, env,
@@ -378,7 +378,7 @@ def scale_round(index: int, size: ScaleRow, folder: Path, env: dict[str, str], l
 
 def scale(sizes: list[int], repeats: list[int], env: dict[str, str], work: Path, via: str) -> list[ScaleRow]:
     results = []
-    for rows, rounds in zip(sizes, repeats):
+    for rows, rounds in zip(sizes, repeats, strict=True):
         started = time.perf_counter()
         folder = work / f"scale-{rows}"
         prepare_size(rows, folder)
@@ -391,7 +391,7 @@ def scale(sizes: list[int], repeats: list[int], env: dict[str, str], work: Path,
     return results
 
 
-def _growth(now: float, before: float, rows: int, rows_before: int) -> str:
+def _growth(now: float, before: float, rows: float, rows_before: float) -> str:
     """The factor per 10x rows between two sizes (10.0 is linear)."""
     decades = math.log10(rows / rows_before)
     return f"{(now / before) ** (1 / decades):.1f}x" if decades > 0 and before > 0 else "-"
@@ -402,7 +402,8 @@ def print_scale(results: list[ScaleRow], via: str) -> list[dict[str, Any]]:
            "progress lines)" if via == "run" else "`mlops validate`, `mlops train`, `mlops evaluate` as three commands")
     print(f"\n### Scale: synthetic data, 20 feature columns + target; ours = {how}; "
           f"bare = pandas + scikit-learn compute of the same model; median of the rounds per size\n")
-    print("| rows | rounds | ours s | validate | train | evaluate | bare s | ours ÷ bare | CPU ÷ bare | ours peak MB | bare peak MB "
+    print("| rows | rounds | ours s | validate | train | evaluate | bare s | ours ÷ bare | CPU ÷ bare | ours peak MB "
+          "| bare peak MB "
           "| time growth per 10x rows | peak growth per 10x rows |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     table, previous = [], None
@@ -415,8 +416,9 @@ def print_scale(results: list[ScaleRow], via: str) -> list[dict[str, Any]]:
         growth = ("-", "-") if previous is None else (
             _growth(ours, previous["ours"], size.rows, previous["rows"]),
             _growth(entry["ours_peak_mb"], previous["ours_peak_mb"], size.rows, previous["rows"]))
-        print(f"| {size.rows:,} | {len(size.bare)} | {ours:.2f} | {entry['validate']:.2f} | {entry['train']:.2f} | {entry['evaluate']:.2f} "
-              f"| {bare:.2f} | {entry['ratio']:.2f} | {cpu_ratio:.2f} | {entry['ours_peak_mb']:.0f} | {entry['bare_peak_mb']:.0f} "
+        print(f"| {size.rows:,} | {len(size.bare)} | {ours:.2f} | {entry['validate']:.2f} | {entry['train']:.2f} "
+              f"| {entry['evaluate']:.2f} | {bare:.2f} | {entry['ratio']:.2f} | {cpu_ratio:.2f} "
+              f"| {entry['ours_peak_mb']:.0f} | {entry['bare_peak_mb']:.0f} "
               f"| {growth[0]} | {growth[1]} |")
         table.append(entry)
         previous = entry

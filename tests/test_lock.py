@@ -77,8 +77,9 @@ def test_this_environment_was_installed_from_the_lock() -> None:
                 installed = Version(metadata.version(requirement.name))
             except metadata.PackageNotFoundError:
                 continue  # an extra this environment does not install (lightgbm)
-            if installed not in pins[canonicalize_name(requirement.name)]:
-                drift.append(f"{requirement.name} {installed} (locked: {', '.join(map(str, pins[canonicalize_name(requirement.name)]))})")
+            versions = pins[canonicalize_name(requirement.name)]
+            if installed not in versions:
+                drift.append(f"{requirement.name} {installed} (locked: {', '.join(map(str, versions))})")
     assert not drift, "installed versions differ from requirements.txt; run `bash tests/setup.sh`:\n" + "\n".join(drift)
 
 

@@ -62,10 +62,10 @@ def test_pre_commit_pins_every_remote_hook_and_runs_local_ones_from_the_venv() -
         if repo["repo"] in {"local", "meta"}:
             for hook in repo["hooks"]:
                 program = hook["entry"].split()[0]
-                assert (BIN / program).is_file(), f"hook {hook['id']}: {program} is not a tool of this venv (add it to the test extra)"
+                assert (BIN / program).is_file(), f"hook {hook['id']}: {program} is not in this venv (add it to the test extra)"
         else:
             rev = str(repo.get("rev", ""))
-            assert FULL_SHA.match(rev) or EXACT_TAG.match(rev), f"{repo['repo']}: rev {rev!r} is neither a full commit SHA nor an exact tag"
+            assert FULL_SHA.match(rev) or EXACT_TAG.match(rev), f"{repo['repo']}: rev {rev!r} is no full commit SHA or exact tag"
         ids |= {hook["id"] for hook in repo["hooks"]}
     assert {"ruff", "mypy", "actionlint", "zizmor"} <= ids
 

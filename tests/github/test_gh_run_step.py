@@ -127,7 +127,8 @@ RANGE_PROBLEM = {"check": "range", "column": "body_mass_g", "expected": "<= 7000
     ids=["drift", "no-drift", "drift-fails-validation", "bad-range", "empty-file", "exit1-no-features",
          "no-report", "drift-crash", "disagree", "validate-crash"],
 )
-def test_drift_verdict_comes_from_the_reports_not_the_exit_code(tmp_path: Path, monkeypatch, capsys, problems, drifted, codes, expected) -> None:
+def test_drift_verdict_comes_from_the_reports_not_the_exit_code(tmp_path: Path, monkeypatch, capsys, problems, drifted, codes,
+                                                                expected) -> None:
     """monitor.yml: only valid data whose drift.json names drifted features opens a retraining PR."""
     _reports(tmp_path, problems, drifted)
     outputs = tmp_path / "github_output"
@@ -178,7 +179,8 @@ def repo_with_bad_row(repo_copy: Path) -> Path:
     return repo_copy
 
 
-def test_real_validate_failure_becomes_annotations_summary_and_outputs(repo_with_bad_row: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_real_validate_failure_becomes_annotations_summary_and_outputs(repo_with_bad_row: Path, tmp_path: Path, monkeypatch,
+                                                                       capsys) -> None:
     """`mlops validate` on a row with an unseen category: exit 1, an ::error at the data line."""
     monkeypatch.chdir(repo_with_bad_row)
     monkeypatch.setenv("GITHUB_WORKSPACE", str(repo_with_bad_row))

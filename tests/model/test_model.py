@@ -22,9 +22,9 @@ def test_every_registered_estimator_builds_for_both_tasks(name, task):
 
 
 def test_unknown_estimator_and_bad_parameter_name_the_key():
-    with pytest.raises(PipelineError, match="train.estimator: unknown estimator 'xgb'"):
+    with pytest.raises(PipelineError, match=r"train.estimator: unknown estimator 'xgb'"):
         build_estimator("classification", "xgb", {}, seed=0)
-    with pytest.raises(PipelineError, match="train.params:.*n_trees"):
+    with pytest.raises(PipelineError, match=r"train.params:.*n_trees"):
         build_estimator("classification", "random_forest", {"n_trees": 3}, seed=0)
 
 
@@ -41,7 +41,8 @@ def test_feature_pipeline_handles_missing_values_and_unseen_categories(make_conf
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
-@pytest.mark.parametrize(("task", "target"), [("classification", "sex"), ("classification", "species"), ("regression", "body_mass_g")])
+@pytest.mark.parametrize(("task", "target"), [("classification", "sex"), ("classification", "species"), ("regression",
+                                                                                                         "body_mass_g")])
 def test_declared_trusted_types_cover_what_skops_finds(make_config, name, task, target):
     """A missing type would make the saved model unloadable (skops refuses untrusted types)."""
     import skops.io as sio

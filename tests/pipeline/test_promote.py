@@ -17,7 +17,8 @@ from pipeline.promote import local_aliases, promote
 
 @pytest.fixture()
 def trained(repo_copy):
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run"], cwd=repo_copy, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run"], cwd=repo_copy, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr
     config = load_config(repo_copy / "mlops.yaml")
     tracking.configure(config)
