@@ -46,6 +46,11 @@ def test_lock_is_written_from_pyproject_with_every_extra() -> None:
         assert option in header[1], f"requirements.txt header lacks {option!r}: {header[1]}"
 
 
+def test_contributing_shows_the_command_that_wrote_the_lock() -> None:
+    command = LOCK.read_text().splitlines()[1].lstrip("# ").strip()
+    assert command in (REPO / "CONTRIBUTING.md").read_text(), f"CONTRIBUTING.md should show: {command}"
+
+
 def test_lock_pins_every_declared_dependency_within_its_range() -> None:
     pins = locked()
     problems = []
