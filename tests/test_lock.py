@@ -27,15 +27,19 @@ def declared() -> dict[str, list[Requirement]]:
     return {group: [Requirement(text) for text in texts] for group, texts in groups.items()}
 
 
-def locked() -> dict[str, list[Version]]:
-    """The lock's pins by canonical name (a name may be pinned twice, for different Pythons)."""
-    pins: dict[str, list[Version]] = {}
+def locked() -> dict[str, Version]:
+    """The lock's pins by canonical name: one exact version each, without environment markers
+    (Dependabot never bumps a pin whose marker holds a `<`, so a universal lock's forks would freeze)."""
+    pins: dict[str, Version] = {}
     for number, line in enumerate(LOCK.read_text().splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         match = PIN.match(line)
         assert match, f"requirements.txt: line {number}: not an exact `name==version` pin: {line!r}"
-        pins.setdefault(canonicalize_name(match["name"]), []).append(Version(match["version"]))
+        assert not match["marker"], f"requirements.txt: line {number}: environment marker: {line!r}"
+        name = canonicalize_name(match["name"])
+        assert name not in pins, f"requirements.txt: line {number}: {name} pinned twice"
+        pins[name] = Version(match["version"])
     return pins
 
 
@@ -57,12 +61,11 @@ def test_lock_pins_every_declared_dependency_within_its_range() -> None:
     for group, requirements in declared().items():
         for requirement in requirements:
             where = f"pyproject.toml [{group or 'dependencies'}] {requirement}"
-            versions = pins.get(canonicalize_name(requirement.name))
-            if not versions:
+            version = pins.get(canonicalize_name(requirement.name))
+            if version is None:
                 problems.append(f"{where}: not pinned in requirements.txt")
-            for version in versions or []:
-                if not requirement.specifier.contains(version, prereleases=True):
-                    problems.append(f"{where}: locked at {version}, outside the range")
+            elif not requirement.specifier.contains(version, prereleases=True):
+                problems.append(f"{where}: locked at {version}, outside the range")
     assert not problems, "re-run the command in requirements.txt's header:\n" + "\n".join(problems)
 
 
@@ -82,9 +85,8 @@ def test_this_environment_was_installed_from_the_lock() -> None:
                 installed = Version(metadata.version(requirement.name))
             except metadata.PackageNotFoundError:
                 continue  # an extra this environment does not install (lightgbm)
-            versions = pins[canonicalize_name(requirement.name)]
-            if installed not in versions:
-                drift.append(f"{requirement.name} {installed} (locked: {', '.join(map(str, versions))})")
+            if installed != pins[canonicalize_name(requirement.name)]:
+                drift.append(f"{requirement.name} {installed} (locked: {pins[canonicalize_name(requirement.name)]})")
     assert not drift, "installed versions differ from requirements.txt; run `bash tests/setup.sh`:\n" + "\n".join(drift)
 
 
