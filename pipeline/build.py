@@ -5,7 +5,7 @@ only what the image needs: the `model` package, the MLflow model directory, the 
 from mlops.yaml, pinned requirements (scikit-learn pinned to the version the model was trained
 with) and infra/docker/Dockerfile, plus the build args and OCI lineage labels. `--context DIR`
 stops there: it stages into DIR and records the build args, labels and secret files in
-outputs/build.json (and, through actions/run_step.py, step outputs) for a builder such as
+outputs/build.json (and, through pipeline.github, step outputs) for a builder such as
 docker/build-push-action. Without it the image is built and pushed here; when the base image
 cannot be pulled (no Docker Hub), the air-gapped base is built from Debian packages with
 infra/base-image.sh. infra/ is the one beside mlops.yaml, else the one shipped with the package.
@@ -31,6 +31,12 @@ AIR_GAPPED_BASE = "local/python-base:3.11"
 # What the server imports at run time; versions are pinned to this environment's (the training one).
 RUNTIME_PACKAGES = ["scikit-learn", "skops", "numpy", "scipy", "pandas", "pyyaml", "fastapi", "pydantic",
                     "uvicorn", "httptools", "uvloop", "prometheus-client", "orjson"]
+# What the build action exposes, from outputs/build.json (`mlops build --context DIR` fills
+# context..secret-files for docker/build-push-action); lists become one item per line.
+RESULT_FILE = "build.json"
+ACTION_OUTPUTS = {"image": "image", "digest": "digest", "tags": "tags", "model-version": "model_version", "result": "@build.json",
+                  "context": "context", "repository": "repository", "build-args": "build_args", "labels": "labels",
+                  "secret-files": "secret_files", "base-image": "base_image", "git-sha": "git_sha"}
 CONTEXT_MARK = ".mlops-context"  # marks a folder `--context` staged, so a re-run may replace it
 CA_BUNDLES = [os.environ.get("PIP_CERT", ""), os.environ.get("SSL_CERT_FILE", ""), "/etc/ssl/certs/ca-certificates.crt"]
 
@@ -183,9 +189,9 @@ def git_sha(root: Path) -> str:
 def _write_result(config, result: dict) -> None:  # type: ignore[no-untyped-def]
     from pipeline.paths import Paths
 
-    out = Paths(config.root).outputs / "build.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    from pipeline.files import write_json
+
+    write_json(Paths(config.root).outputs / RESULT_FILE, result)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -232,11 +238,8 @@ def main(args: argparse.Namespace) -> int:
         repo_digests = _run([docker, "image", "inspect", "--format", "{{json .RepoDigests}}", tags[0]], "inspect", capture=True)
         digest = next((d for d in json.loads(repo_digests) if d.startswith(repo + "@")), "")
     sha = staged.build_args["GIT_SHA"]
-    _write_result(config, {"image": tags[0], "tags": tags, "digest": digest, "image_id": image_id, "base_image": base,
+    _write_result(config, {"image": digest or tags[0], "tags": tags, "digest": digest, "image_id": image_id, "base_image": base,
                            "model_version": resolved.version, "model_uri": resolved.uri, "git_sha": sha,
                            "repository": repo, "labels": [f"{k}={v}" for k, v in staged.labels.items()]})
-    if gh := os.environ.get("GITHUB_OUTPUT"):
-        with open(gh, "a", encoding="utf-8") as handle:
-            handle.write(f"image={digest or tags[0]}\ntags={','.join(tags)}\ndigest={digest}\n")
     print(f"build: {digest or tags[0]} (model {resolved.version}, base {base})")
     return 0

@@ -1,8 +1,10 @@
-"""`mlops`: the only entry point. One subcommand per step, plus `run` for the pull-request path.
+"""`mlops`: the only entry point. One subcommand per declared step (`pipeline.steps`), `run` for
+the pull-request path, and the delivery commands (`serve`, `build`, `deploy`).
 
-Heavy libraries (pandas, scikit-learn, MLflow) are imported inside the handlers, so a warm
-`mlops run` that only checks its cache stays fast. Any PipelineError becomes one clean message
-on stderr and exit code 1; no traceback reaches the user.
+Heavy libraries (pandas, scikit-learn, MLflow) are imported inside the steps, so a warm
+`mlops run` that only checks its cache stays fast. A PipelineError becomes one clean message on
+stderr and the step's failure code; no traceback reaches the user. Under GitHub Actions the
+typed results also become annotations, a job summary and step outputs (`pipeline.github`).
 """
 
 from __future__ import annotations
@@ -12,115 +14,134 @@ import importlib
 import os
 import sys
 import traceback
-from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from pipeline.errors import PipelineError
 
-# Subcommands whose parser and handler live in their own module (`add_arguments`, `main`).
-# Those modules import only the standard library at top level.
+# Delivery subcommands: their parser and handler live in their own module (`add_arguments`,
+# `main`); those modules import only the standard library at top level.
 EXTERNAL_COMMANDS = {
     "build": "pipeline.build",
     "deploy": "pipeline.deploy",
     "serve": "pipeline.serve",
-    "drift": "pipeline.drift",
 }
+LOCKED = "locked"  # commands that write outputs/ or .mlops/ hold the workspace lock
 
 
-def _config(args: argparse.Namespace):
+def _step_handler(name: str) -> Callable[[argparse.Namespace], int]:
+    def handle(args: argparse.Namespace) -> int:
+        from pipeline import steps
+        from pipeline.runner import run_one
+
+        step = steps.get(name)
+        options = {option.dest: getattr(args, option.dest) for option in step.options}
+        try:
+            code, result = run_one(_config(args), name, options)
+        except PipelineError as exc:
+            exc.exit_code = step.failure_code
+            _publish(args, name, None, exc, 1, step.result_file, step.action_outputs)
+            raise
+        _publish(args, name, {name: result}, None, code, step.result_file, step.action_outputs)
+        return code
+
+    return handle
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline import steps
+    from pipeline.runner import run_all
+
+    report = steps.get("report")  # `run` exposes the report's outputs
+    try:
+        code, results = run_all(_config(args), force=args.force, champion=args.champion)
+    except PipelineError as exc:
+        _publish(args, "run", None, exc, 1, report.result_file, report.action_outputs)
+        raise
+    _publish(args, "run", results, None, code, report.result_file, report.action_outputs)
+    return code
+
+
+def _delivery_handler(name: str, module: Any) -> Callable[[argparse.Namespace], int]:
+    def handle(args: argparse.Namespace) -> int:
+        declared = getattr(module, "RESULT_FILE", ""), getattr(module, "ACTION_OUTPUTS", {})
+        try:
+            code = int(module.main(args) or 0)
+        except PipelineError as exc:
+            _publish(args, name, None, exc, 1, *declared)
+            raise
+        _publish(args, name, None, None, code, *declared)
+        return code
+
+    return handle
+
+
+def _publish(args: argparse.Namespace, command: str, results: dict[str, Any] | None, error: PipelineError | None,
+             code: int, result_file: str, action_outputs: dict[str, str]) -> None:
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from pipeline import github
+
+        github.publish(command, args.config, results or {}, error, code, result_file or f"{command}.json", action_outputs)
+
+
+def _config(args: argparse.Namespace) -> Any:
     from pipeline.config import load_config
 
     return load_config(args.config)
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from pipeline import steps
-
-    return steps.run_validate(_config(args), data=Path(args.data) if args.data else None)
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from pipeline import steps
-
-    return steps.run_train(_config(args))
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pipeline import steps
-
-    return steps.run_evaluate(_config(args), champion_path=args.champion)
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    from pipeline import steps
-
-    return steps.run_report(_config(args))
-
-
-def _cmd_promote(args: argparse.Namespace) -> int:
-    from pipeline import steps
-
-    return steps.run_promote(_config(args), challenger_only=args.challenger_only)
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.runner import run_all
-
-    return run_all(args.config, force=args.force, champion_path=args.champion)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
+    from pipeline.steps import STEPS
+
+    parser = argparse.ArgumentParser(prog="mlops", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--config", default=os.environ.get("MLOPS_CONFIG", "mlops.yaml"), help="path to mlops.yaml")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for step in STEPS:
+        p = sub.add_parser(step.name, help=step.help)
+        for option in step.options:
+            if option.is_switch:
+                p.add_argument(option.flag, action="store_true", help=option.help)
+            else:
+                p.add_argument(option.flag, metavar=option.metavar, help=option.help, required=option.required)
+        p.set_defaults(handler=_step_handler(step.name), **{LOCKED: True})
 
-    p = sub.add_parser("validate", help="check the data contract, leakage and drift")
-    p.add_argument("--data", help="check this file against the contract instead of the configured data")
-    p.set_defaults(handler=_cmd_validate)
-
-    sub.add_parser("train", help="train the model and log it to MLflow").set_defaults(handler=_cmd_train)
-
-    p = sub.add_parser("evaluate", help="quality gates, behaviour, slices, fairness, champion comparison")
-    p.add_argument("--champion", help="MLflow model directory of the champion (overrides evaluate.champion.path)")
-    p.set_defaults(handler=_cmd_evaluate)
-
-    sub.add_parser("report", help="write the Markdown peer-review report").set_defaults(handler=_cmd_report)
-
-    p = sub.add_parser("promote", help="register the model as `challenger`; move `champion` if every gate passed")
-    p.add_argument("--challenger-only", action="store_true", help="register and alias `challenger`, never `champion`")
-    p.set_defaults(handler=_cmd_promote)
-
-    p = sub.add_parser("run", help="validate, train, evaluate, report (cached per step)")
+    p = sub.add_parser("run", help="validate, train, evaluate, report, register `challenger` (cached per step)")
     p.add_argument("--force", action="store_true", help="ignore the step cache")
-    p.add_argument("--champion", help="MLflow model directory of the champion")
-    p.set_defaults(handler=_cmd_run)
+    p.add_argument("--champion", metavar="DIR", help="MLflow model directory of the champion")
+    p.set_defaults(handler=_run, **{LOCKED: True})
 
     for name, module_name in EXTERNAL_COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
+        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(p)
-        p.set_defaults(handler=module.main)
+        p.set_defaults(handler=_delivery_handler(name, module), **{LOCKED: False})
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse, dispatch, and turn known failures into a message and exit code 1."""
-    args = build_parser().parse_args(argv)
+def _dispatch(args: argparse.Namespace) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
+    if not getattr(args, LOCKED, False):
         return int(handler(args) or 0)
+    from pathlib import Path
+
+    from pipeline.files import workspace_lock
+
+    with workspace_lock(Path(args.config).resolve().parent / ".mlops", args.command):
+        return int(handler(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, dispatch, and turn known failures into a message and an exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
+    except Exception as exc:  # last line of defence: no traceback for users
         if os.environ.get("MLOPS_DEBUG"):
             traceback.print_exc()
         print(f"internal error: {type(exc).__name__}: {exc} (set MLOPS_DEBUG=1 for the traceback)", file=sys.stderr)

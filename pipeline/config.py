@@ -272,7 +272,8 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
     try:
         config = Config.model_validate({**raw, "root": root})
     except ValidationError as exc:
-        raise PipelineError(_format_error(path, exc)) from None
+        first = ".".join(str(p) for p in exc.errors()[0]["loc"]) if exc.errors() else None
+        raise PipelineError(_format_error(path, exc), config_key=first) from None
     _check_files(path, config)
     return config
 
@@ -281,7 +282,7 @@ def _check_files(path: Path, config: Config) -> None:
     checks = {"data.path": config.data.path, "data.reference": config.data.reference}
     for key, value in checks.items():
         if value is not None and not (config.root / value).is_file():
-            raise PipelineError(f"{path}: {key}: file not found: {value}")
+            raise PipelineError(f"{path}: {key}: file not found: {value}", config_key=key)
 
 
 def resolve(config: Config, relative: Path) -> Path:

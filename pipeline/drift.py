@@ -1,8 +1,7 @@
 """Compare data with the reference snapshot per feature (PSI, KS, chi-squared); exit 1 on drift.
 
-Used two ways: `validate` calls `drift_report` on the data it checks, and `mlops drift --data
-FILE` runs on a schedule against incoming data, writes a JSON report and exits 1 ("drift
-detected: retrain") so the scheduler can open an issue or trigger training.
+Used two ways: `validate` calls `drift_report` on the data it checks, and the `drift` step
+(`pipeline.steps.drift`, `mlops drift --data FILE`) runs on a schedule against incoming data.
 
 A feature counts as drifted when its PSI is above `validate.drift.psi_threshold` AND the
 two-sample test (KS for numeric, chi-squared for categorical) gives p < `validate.drift.p_value`.
@@ -14,11 +13,7 @@ Only the standard library is imported at the top: `mlops --help` must not pay fo
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -208,34 +203,3 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if report["missing"]:
         lines.append(f"drift: not compared (missing): {', '.join(report['missing'])}")
     return lines
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `mlops drift`."""
-    parser.add_argument("--data", required=True, help="the incoming data to compare with data.reference")
-    parser.add_argument("--output", help="where to write the JSON report (default: outputs/drift.json)")
-
-
-def main(args: argparse.Namespace) -> int:
-    """`mlops drift`: read both tables, write the report, exit 1 when any feature drifted."""
-    from pipeline.config import load_config, resolve
-    from pipeline.data import read_table
-    from pipeline.errors import PipelineError
-    from pipeline.paths import Paths
-
-    config = load_config(args.config)
-    if config.data.reference is None:
-        raise PipelineError("data.reference is not set in mlops.yaml: drift needs a reference snapshot")
-    data = read_table(Path(args.data), config)
-    reference = read_table(resolve(config, config.data.reference), config)
-    report = {"source": str(args.data), "reference": str(config.data.reference), **drift_report(config, data, reference)}
-    output = Path(args.output) if args.output else Paths(config.root).step_output("drift")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    for line in summary_lines(report):
-        print(line)
-    print(f"drift: report written to {output}")
-    if report["drifted"]:
-        print("drift detected: retrain", file=sys.stderr)
-        return 1
-    return 0

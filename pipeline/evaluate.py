@@ -137,17 +137,29 @@ def evaluate(config: Config, model: Any, test: pd.DataFrame, champion: Any = Non
 
 def failures(result: dict[str, Any]) -> list[str]:
     """One line per failed check, naming it."""
-    lines = [f"gate {g['metric']}: {_fmt(g['value'])} is not {'≥' if g['direction'] == 'higher' else '≤'} {g['threshold']}" for g in result["gates"] if not g["passed"]]
-    lines += [f"slice {s['column']}={s['value']}: {s['metric']} {_fmt(s['value_metric'])} outside [{s.get('min')}, {s.get('max')}]" for s in result["slices"] if not s["passed"]]
+    lines = [failure_line("gate", g) for g in result["gates"] if not g["passed"]]
+    lines += [failure_line("slice", s) for s in result["slices"] if not s["passed"]]
     fair = result["fairness"]
     if fair and not fair["passed"]:
-        lines.append(f"fairness {fair['column']}: {fair['metric']} {_fmt(fair['value'])} > {fair['max']}")
-    lines += [f"behaviour {b['kind']} '{b['name']}': {b['detail']}" for b in result["behaviour"] if not b["passed"]]
-    champ = result["champion"]
-    if not champ["passed"]:
-        detail = champ.get("note") or f"{_fmt(champ['challenger'])} vs champion {_fmt(champ['champion'])} (tolerance {champ['tolerance']})"
-        lines.append(f"champion {champ['metric']}: challenger regresses: {detail}")
+        lines.append(failure_line("fairness", fair))
+    lines += [failure_line("behaviour", b) for b in result["behaviour"] if not b["passed"]]
+    if not result["champion"]["passed"]:
+        lines.append(failure_line("champion", result["champion"]))
     return lines
+
+
+def failure_line(kind: str, item: dict[str, Any]) -> str:
+    """The one-line description of a failed check of `kind` (gate, slice, fairness, behaviour, champion)."""
+    if kind == "gate":
+        return f"gate {item['metric']}: {_fmt(item['value'])} is not {'≥' if item['direction'] == 'higher' else '≤'} {item['threshold']}"
+    if kind == "slice":
+        return f"slice {item['column']}={item['value']}: {item['metric']} {_fmt(item['value_metric'])} outside [{item.get('min')}, {item.get('max')}]"
+    if kind == "fairness":
+        return f"fairness {item['column']}: {item['metric']} {_fmt(item['value'])} > {item['max']}"
+    if kind == "behaviour":
+        return f"behaviour {item['kind']} '{item['name']}': {item['detail']}"
+    detail = item.get("note") or f"{_fmt(item['challenger'])} vs champion {_fmt(item['champion'])} (tolerance {item['tolerance']})"
+    return f"champion {item['metric']}: challenger regresses: {detail}"
 
 
 def _fmt(value: float | None) -> str:

@@ -1,157 +1,169 @@
-"""`mlops run`: validate -> train -> evaluate -> report -> register `challenger`, with a
-content-hash cache per step.
+"""Running steps: one (`mlops validate`, `mlops train`, ...) or the pull-request path (`mlops run`).
 
-A step's key hashes its upstream key, its config sections, its code files and (for validate)
-the data; evaluate also keys on the champion it compares against. A step whose key and outputs
-are unchanged is skipped and says so; a warm run imports no ML library at all.
+Both go through `execute`, so a step behaves the same either way: its own and every later step's
+outputs are removed before it runs (a failure of any kind leaves nothing stale behind), its
+typed result is written atomically, and the step cache learns what happened. `mlops run` adds
+the cache (`pipeline.cache`): a step whose key and outputs are unchanged is skipped, and a warm
+run imports no ML library at all.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import Config, load_config, resolve
-from pipeline.dag import SHARED_CODE, STEPS, Step
-from pipeline.paths import Paths
-from pipeline.promote import local_aliases
-from pipeline.tracking import file_hash
-
-CODE_ROOT = Path(__file__).resolve().parents[1]
+from pipeline import steps as registry
+from pipeline.cache import Cache, code_hash, inputs_digest, packages_hash, sections_json, sha
+from pipeline.config import Config, resolve
+from pipeline.files import digest, remove, write_json
+from pipeline.steps.base import Context, Step, StepResult, say
 
 
-def _sha(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
+def execute(ctx: Context, step: Step, options: dict[str, Any], cache: Cache | None = None) -> tuple[int, StepResult]:
+    """Run one step: clear stale outputs, run, write its result; the cache forgets what it cleared."""
+    side = step.check_only_option and options.get(step.check_only_option)
+    target = ctx.output(f"{step.name}-{step.check_only_option}.json") if side else ctx.output(step.result_file)
+    if side:
+        remove(target)
+    else:
+        cleared = registry.downstream(step.name) or (step,)
+        for later in cleared:
+            for name in later.writes:
+                remove(ctx.output(name))
+        (cache or Cache(ctx.paths.cache)).forget(*(s.name for s in cleared))
+    code, result = step.run(ctx, **options)
+    write_json(target, result.model_dump(mode="json"))
+    for line in result.summary_lines():
+        say(line)
+    return code, result
 
 
-def _file_digest(path: Path) -> str:
-    return file_hash(path) if path.exists() else "missing"
+def run_one(config: Config, name: str, options: dict[str, Any]) -> tuple[int, StepResult]:
+    """`mlops <step>`: always runs (the user asked), and keeps the cache honest about it."""
+    step = registry.get(name)
+    ctx = Context(config)
+    cache = Cache(ctx.paths.cache)
+    code, result = execute(ctx, step, options, cache)
+    if step.in_run and not (step.check_only_option and options.get(step.check_only_option)):
+        key = step_key(ctx, step, upstream=_recorded_upstream(cache, step), extra=_extra(ctx, step, options, cache))
+        cache.record(ctx, step, key, code=code)
+    return code, result
 
 
-def champion_fingerprint(config: Config, override: str | None) -> str:
-    """What identifies the champion without importing MLflow; 'volatile' when it cannot be known."""
-    paths = Paths(config.root)
+def _recorded_upstream(cache: Cache, step: Step) -> str:
+    names = [s.name for s in registry.RUN_STEPS]
+    index = names.index(step.name)
+    return str(cache.steps.get(names[index - 1], {}).get("key", "")) if index else ""
+
+
+def step_key(ctx: Context, step: Step, upstream: str, extra: str = "") -> str:
+    if "keys:shared" not in ctx.memo:  # the same for every step of one command
+        ctx.memo["keys:shared"] = (code_hash(), packages_hash())
+    code, packages = ctx.memo["keys:shared"]
+    return sha(step.name, upstream, code, packages, sections_json(ctx.config, step), inputs_digest(ctx, step), extra)
+
+
+def _extra(ctx: Context, step: Step, options: dict[str, Any], cache: Cache) -> str:
+    return champion_identity(ctx, options.get("champion"), cache) if step.name == "evaluate" else ""
+
+
+def champion_identity(ctx: Context, override: str | None, cache: Cache) -> str:
+    """What identifies the champion evaluate compares against.
+
+    The registry is asked through MLflow unless the local store is byte-for-byte what it was
+    right after our last write (then its answer from that moment still holds).
+    """
+    config = ctx.config
     if override:
-        return "path:" + _file_digest(Path(override) / "MLmodel")
-    if paths.tracking_uri != paths.local_tracking_uri:
-        return f"volatile:{time.time()}"  # a remote registry may move `champion` at any time
-    registry = str((local_aliases(config) or {}).get("champion"))
-    spec = config.evaluate.champion
-    fallback = _file_digest(resolve(config, spec.path) / "MLmodel") if spec and spec.path else "none"
-    return f"registry:{registry}|path:{fallback}"
+        return "path:" + digest(Path(override))
+    fallback = config.evaluate.champion
+    path = "path:" + (digest(resolve(config, fallback.path)) if fallback and fallback.path else "none")
+    return f"registry:{known_aliases(config, cache).get('champion')}|{path}"
 
 
-def step_key(config: Config, step: Step, upstream: str, extra: str = "") -> str:
-    dumped = config.model_dump(mode="json", by_alias=True)
-    sections = json.dumps({name: dumped.get(name) for name in ("task", "seed", *step.sections)}, sort_keys=True)
-    code = [f"{rel}={_file_digest(CODE_ROOT / rel)}" for rel in (*SHARED_CODE, *step.code)]
-    data = ""
-    if step.name == "validate":
-        files = [resolve(config, config.data.path)] + ([resolve(config, config.data.reference)] if config.data.reference else [])
-        data = "|".join(_file_digest(f) for f in files)
-    return _sha(step.name, upstream, sections, *code, data, extra)
+def known_aliases(config: Config, cache: Cache) -> dict[str, str | None]:
+    """The registry's `champion` and `challenger` versions, from the cache's memo when still true."""
+    from pipeline import tracking
+
+    fingerprint = tracking.registry_fingerprint(config)
+    memo = cache.registry
+    if fingerprint is not None and memo.get("fingerprint") == fingerprint:
+        return {"champion": memo.get("champion"), "challenger": memo.get("challenger")}
+    aliases = {"champion": tracking.alias_version(config, tracking.CHAMPION),
+               "challenger": tracking.alias_version(config, tracking.CHALLENGER)}
+    remember_registry(config, cache, aliases)
+    return aliases
 
 
-class Cache:
-    """`.mlops/cache.json`: per step, the key it last ran with and its exit code."""
+def remember_registry(config: Config, cache: Cache, aliases: dict[str, str | None]) -> None:
+    from pipeline import tracking
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.entries: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-
-    def hit(self, step: str, key: str, outputs: Path, writes: tuple[str, ...]) -> dict[str, Any] | None:
-        entry = self.entries.get(step)
-        if entry and entry.get("key") == key and all((outputs / name).exists() for name in writes):
-            return entry
-        return None
-
-    def store(self, step: str, key: str, **values: Any) -> None:
-        self.entries[step] = {"key": key, **values}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.entries, indent=2, sort_keys=True))
-
-    def forget(self, step: str) -> None:
-        if self.entries.pop(step, None) is not None:
-            self.path.write_text(json.dumps(self.entries, indent=2, sort_keys=True))
+    fingerprint = tracking.registry_fingerprint(config)
+    cache.registry = {"fingerprint": fingerprint, **aliases} if fingerprint is not None else {}
+    cache.save()
 
 
 def _line(index: int, total: int, name: str, message: str) -> None:
-    print(f"[{index}/{total}] {name:<9} {message}", file=sys.stderr, flush=True)
+    say(f"[{index}/{total}] {name:<9} {message}")
 
 
-def run_all(config_path: str | Path, force: bool = False, champion_path: str | None = None) -> int:
-    """The pull-request path. Returns 1 when validation or any model test failed."""
+def run_all(config: Config, force: bool = False, champion: str | None = None) -> tuple[int, dict[str, StepResult]]:
+    """The pull-request path: validate, train, evaluate, report, then register `challenger`.
+
+    Returns the worst exit code (1 when validation or any model test failed) and the results of
+    the steps that ran this time.
+    """
     started = time.perf_counter()
-    config = load_config(config_path)
-    paths = Paths(config.root)
-    cache = Cache(paths.cache)
-    workspace = None
-    upstream, worst, ran = "", 0, []
-    total = len(STEPS) + 1
-    for index, step in enumerate(STEPS, start=1):
-        extra = champion_fingerprint(config, champion_path) if step.name == "evaluate" else ""
-        key = step_key(config, step, upstream, extra)
+    ctx = Context(config)
+    cache = Cache(ctx.paths.cache)
+    upstream, worst, ran, results = "", 0, [], {}
+    total = len(registry.RUN_STEPS) + 1
+    for index, step in enumerate(registry.RUN_STEPS, start=1):
+        options = {"champion": champion} if step.name == "evaluate" else {}
+        key = step_key(ctx, step, upstream, _extra(ctx, step, options, cache))
         upstream = key
-        entry = None if force else cache.hit(step.name, key, paths.outputs, step.writes)
+        entry = None if force else cache.hit(ctx, step, key)
         if entry is not None:
             _line(index, total, step.name, f"cache hit: nothing changed, skipped (last exit {entry['code']})")
-            code = entry["code"]
+            code = int(entry["code"])
         else:
-            if workspace is None:
-                from pipeline.steps import Workspace
-
-                workspace = Workspace(config)
             t0 = time.perf_counter()
             _line(index, total, step.name, "running")
-            code = _run_step(step.name, config, workspace, champion_path)
-            cache.store(step.name, key, code=code, seconds=round(time.perf_counter() - t0, 3))
+            code, results[step.name] = execute(ctx, step, options, cache)
+            cache.record(ctx, step, key, code=code, seconds=round(time.perf_counter() - t0, 3))
             ran.append(step.name)
             _line(index, total, step.name, f"{'ok' if code == 0 else 'FAILED'} in {time.perf_counter() - t0:.2f}s")
         worst = max(worst, code)
         if step.name == "validate" and code != 0:
             _line(index, total, "run", "stopped: data validation failed, nothing after it runs")
-            return code
-    worst = max(worst, _register(config, cache, upstream, total))
+            return code, results
+    registered = _register(ctx, cache, upstream, total)
+    if registered is not None:
+        results["promote"] = registered
+        ran.append("register")
     verb = "ran " + ", ".join(ran) if ran else "nothing changed: every step was a cache hit"
-    print(f"mlops run: {verb}; {time.perf_counter() - started:.2f}s; report: {paths.report_md}", file=sys.stderr)
-    return worst
+    say(f"mlops run: {verb}; {time.perf_counter() - started:.2f}s; report: {ctx.paths.report_md}")
+    return worst, results
 
 
-def _run_step(name: str, config: Config, workspace: Any, champion_path: str | None) -> int:
-    from pipeline import steps
-
-    if name == "validate":
-        return steps.run_validate(config, ws=workspace)
-    if name == "train":
-        return steps.run_train(config, ws=workspace)
-    if name == "evaluate":
-        return steps.run_evaluate(config, champion_path=champion_path, ws=workspace)
-    return steps.run_report(config, ws=workspace)
-
-
-def _register(config: Config, cache: Cache, upstream: str, total: int) -> int:
-    """End of the run: the trained model is registered under alias `challenger`."""
-    paths = Paths(config.root)
-    key = _sha("register", upstream, _file_digest(paths.outputs / "train.json"))
-    entry = cache.hit("register", key, paths.outputs, ("train.json",))
-    if entry and (local_aliases(config) or {}).get("challenger") == entry.get("version"):
+def _register(ctx: Context, cache: Cache, upstream: str, total: int) -> StepResult | None:
+    """End of the run: the trained model is registered under alias `challenger` (promote's
+    challenger-only mode). Skipped when the registry still holds what we registered last."""
+    step = registry.get("promote")
+    key = sha("register", upstream, digest(ctx.output("train.json")))
+    entry = cache.steps.get("register")
+    if entry and entry.get("key") == key and known_aliases(ctx.config, cache).get("challenger") == entry.get("version"):
         _line(total, total, "register", f"cache hit: version {entry['version']} is already `challenger`")
-        return 0
+        return None
     from pipeline import tracking
-    from pipeline.promote import register_challenger
-    from pipeline.steps import read_output, Workspace
 
     t0 = time.perf_counter()
-    tracking.configure(config)
-    version = register_challenger(config, read_output(Workspace(config), "train.json", "register"))
-    cache.store("register", key, code=0, version=version)
-    _line(total, total, "register", f"{config.registered_model} version {version} is `challenger` ({time.perf_counter() - t0:.2f}s)")
-    return 0
+    code, result = step.run(ctx, challenger_only=True)
+    version = str(result.version)  # type: ignore[attr-defined]
+    remember_registry(ctx.config, cache, {"champion": tracking.alias_version(ctx.config, tracking.CHAMPION), "challenger": version})
+    cache.steps["register"] = {"key": key, "code": code, "version": version}
+    cache.save()
+    write_json(ctx.output(step.result_file), result.model_dump(mode="json"))
+    _line(total, total, "register", f"{ctx.config.registered_model} version {version} is `challenger` ({time.perf_counter() - t0:.2f}s)")
+    return result

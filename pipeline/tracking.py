@@ -1,4 +1,5 @@
-"""MLflow: where runs go, what a run records, and how models are saved and loaded.
+"""MLflow, all of it: where runs go, what a run records, how models are saved and loaded, and the
+registry's versions and aliases (through MLflow's client API, never its tables).
 
 Measured on this template: `log_model` spends about 5 s inferring pip requirements unless they
 are given, so they are passed explicitly. Models are saved with skops (no pickle), so loading a
@@ -22,6 +23,8 @@ from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.paths import Paths
 
+CHALLENGER = "challenger"
+CHAMPION = "champion"
 RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
 TRACKED_PACKAGES = (*RUNTIME_PACKAGES, "mlflow", "pandera")
 
@@ -74,14 +77,6 @@ def git_sha(root: Path) -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def config_hash(config: Config) -> str:
     dumped = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True)
     return hashlib.sha256(dumped.encode()).hexdigest()
@@ -101,14 +96,6 @@ def trusted_types(config: Config, model: Any) -> list[str]:
     import skops.io as sio
 
     return list(sio.get_untrusted_types(data=sio.dumps(model)))
-
-
-def registry_may_hold_champion(config: Config) -> bool:
-    """False when the local registry certainly has no `champion` (saves starting MLflow)."""
-    from pipeline.promote import CHAMPION, local_aliases
-
-    aliases = local_aliases(config)
-    return aliases is None or CHAMPION in aliases
 
 
 def log_training(
@@ -172,3 +159,64 @@ def load_model(uri: str) -> Any:
             return mlflow.sklearn.load_model(uri)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad location
         raise PipelineError(f"cannot load model from {uri}: {type(exc).__name__}: {exc}") from None
+
+
+def _client() -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def register_version(config: Config, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
+    """The registry version of the run's model, registered once per run; returns the version."""
+    import mlflow
+
+    configure(config)
+    name = config.registered_model
+    existing = _client().search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if existing:
+        return str(max(int(v.version) for v in existing))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return str(mlflow.register_model(model_uri, name, tags=tags).version)
+
+
+def alias_version(config: Config, alias: str) -> str | None:
+    """The version behind `alias`, or None when there is none (or no registered model yet)."""
+    from mlflow.exceptions import MlflowException
+
+    configure(config)
+    try:
+        return str(_client().get_model_version_by_alias(config.registered_model, alias).version)
+    except MlflowException:
+        return None
+
+
+def alias_uri(config: Config, alias: str) -> str:
+    return f"models:/{config.registered_model}@{alias}"
+
+
+def set_alias(config: Config, alias: str, version: str) -> None:
+    configure(config)
+    _client().set_registered_model_alias(config.registered_model, alias, version)
+
+
+def tag_version(config: Config, version: str, key: str, value: str) -> None:
+    configure(config)
+    _client().set_model_version_tag(config.registered_model, version, key, value)
+
+
+def registry_fingerprint(config: Config) -> str | None:
+    """The local store's bytes (database plus any journal), or None for a tracking server.
+
+    When the fingerprint equals the one recorded right after our own last write, nobody has
+    changed the registry since, so the step cache may trust what it recorded then without
+    starting MLflow; any other value means: ask MLflow.
+    """
+    from pipeline.files import digest
+
+    paths = Paths(config.root)
+    if paths.tracking_uri != paths.local_tracking_uri:
+        return None
+    database = paths.state / "mlflow.db"
+    return "|".join(digest(database.with_name(database.name + suffix)) for suffix in ("", "-journal", "-wal"))

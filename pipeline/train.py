@@ -35,6 +35,12 @@ def features_and_target(config: Config, frame: pd.DataFrame) -> tuple[pd.DataFra
     return frame[config.feature_columns], target
 
 
+def check_model(config: Config) -> None:
+    """Build the unfitted model once: a bad estimator name or parameter fails before any output
+    is removed or written."""
+    build_model(config)
+
+
 def train(config: Config, data: pd.DataFrame) -> TrainResult:
     """Fit on the train split and score on the test split."""
     train_frame, test_frame = split(config, data)

@@ -50,8 +50,9 @@ class _Collector:
         if check not in self.checks_run:
             self.checks_run.append(check)
 
-    def add(self, check: str, column: str | None, expected: str, observed: str, *, fail: bool = True) -> None:
-        item = {"check": check, "column": column, "expected": expected, "observed": observed}
+    def add(self, check: str, column: str | None, expected: str, observed: str, *, fail: bool = True,
+            line: int | None = None) -> None:
+        item = {"check": check, "column": column, "expected": expected, "observed": observed, "line": line}
         (self.problems if fail else self.warnings).append(item)
 
 
@@ -214,6 +215,7 @@ def _check_types(config: Config, df: pd.DataFrame, out: _Collector) -> tuple[pd.
             out.add(
                 "type", name, f"{spec.type} values",
                 f"{_rows(len(positions))} not {spec.type} (first: line {line_of(first)} = {_show(df[name].iloc[first])})",
+                line=line_of(first),
             )
     if coerced:
         df = df.assign(**coerced)
@@ -297,7 +299,7 @@ def _translate(config: Config, df: pd.DataFrame, cases: pd.DataFrame, bad_types:
         if name == "allowed" and failing is not None:
             unseen = sorted(str(v) for v in df[str(column)][failing].unique()[:20])
             observed += f"; unseen: {', '.join(unseen[:5])}" + (" ..." if len(unseen) > 5 else "")
-        out.add(name, str(column), _expected(name, spec, str(check)), observed)
+        out.add(name, str(column), _expected(name, spec, str(check)), observed, line=line_of(int(rows.loc[first])))
 
 
 def _failing(name: str, series: pd.Series, spec: ColumnSpec) -> pd.Series | None:
@@ -362,7 +364,7 @@ def _check_null_rates(config: Config, df: pd.DataFrame, out: _Collector) -> None
         if rate > limit:
             first = int(nulls.to_numpy().argmax())
             out.add("max_null_rate", name, f"at most {limit:.1%} nulls",
-                    f"{rate:.1%} ({int(nulls.sum())} of {len(df)} rows; first: line {line_of(first)})")
+                    f"{rate:.1%} ({int(nulls.sum())} of {len(df)} rows; first: line {line_of(first)})", line=line_of(first))
 
 
 class _RowHashes:
@@ -406,7 +408,8 @@ def _check_duplicates(config: Config, df: pd.DataFrame, hashes: _RowHashes, out:
         original = int((rows == rows[first]).argmax())
         ignoring = f" (ignoring {config.data.id_column!r})" if config.data.id_column in df.columns else ""
         out.add("duplicates", None, f"at most {limit:.1%} duplicate rows{ignoring}",
-                f"{_rows(count)} ({rate:.1%}) repeat an earlier row (first: line {line_of(first)} = line {line_of(original)})")
+                f"{_rows(count)} ({rate:.1%}) repeat an earlier row (first: line {line_of(first)} = line {line_of(original)})",
+                line=line_of(first))
 
 
 def _check_target(config: Config, df: pd.DataFrame, out: _Collector) -> None:
@@ -465,7 +468,7 @@ def _overlap(config: Config, hashes: np.ndarray, train: np.ndarray, test: np.nda
         out.add("leakage.train_test_overlap", None,
                 f"no test row whose features equal a train row (tolerated up to max_duplicate_rate {limit:.1%})",
                 f"{_rows(count)} of the test split ({rate:.1%}) (first: line {line_of(first)} = train line {line_of(match)})",
-                fail=rate > limit)
+                fail=rate > limit, line=line_of(first))
     return count
 
 

@@ -12,7 +12,7 @@ import pytest
 from pipeline import tracking
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
-from pipeline.promote import local_aliases, promote
+from pipeline.promote import promote
 
 
 @pytest.fixture()
@@ -24,6 +24,11 @@ def trained(repo_copy):
     tracking.configure(config)
     outputs = repo_copy / "outputs"
     return config, json.loads((outputs / "train.json").read_text()), json.loads((outputs / "evaluate.json").read_text())
+
+
+def local_aliases(config) -> dict[str, str]:
+    found = {alias: tracking.alias_version(config, alias) for alias in (tracking.CHALLENGER, tracking.CHAMPION)}
+    return {alias: version for alias, version in found.items() if version is not None}
 
 
 def versions(config) -> int:
@@ -70,3 +75,26 @@ def test_champion_moved_since_evaluation_is_refused(trained):
     assert local_aliases(config)["champion"] == "1"
     assert promote(config, info, {**evaluation, "champion_version": "1"}, challenger_only=False)["moved"]
     assert local_aliases(config)["champion"] == "2"
+
+
+KILLED_WRITER = """
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size=1")  # spill every page to the file, so the journal is written
+db.execute("BEGIN EXCLUSIVE")
+db.execute("UPDATE registered_model_aliases SET version = 99")
+db.execute("CREATE TABLE filler AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
+           "SELECT i FROM n")
+os.kill(os.getpid(), signal.SIGKILL)  # killed mid-transaction: a hot journal stays behind
+"""
+
+
+def test_a_writer_killed_mid_transaction_loses_no_alias(trained):
+    """The registry is read through MLflow's client, which rolls a hot journal back; reading
+    the tables directly used to see no alias at all and compare against no champion."""
+    config, info, evaluation = trained
+    promote(config, info, evaluation, challenger_only=False)
+    database = config.root / ".mlops" / "mlflow.db"
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(database)], timeout=60)
+    assert database.with_name("mlflow.db-journal").is_file()
+    assert local_aliases(config) == {"challenger": "1", "champion": "1"}
