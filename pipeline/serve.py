@@ -51,34 +51,10 @@ def resolve_model(config: Any, model: str | None) -> ResolvedModel:
 
 
 def _download(config: Any, uri: str) -> ResolvedModel:
-    import mlflow
-    from mlflow import MlflowClient
+    from pipeline import tracking
 
-    from pipeline.paths import Paths
-
-    paths = Paths(config.root)
-    mlflow.set_tracking_uri(paths.tracking_uri)
-    version, tags = "unknown", {}
-    try:
-        if uri.startswith("models:/"):
-            name, _, ref = uri.removeprefix("models:/").partition("@")
-            client = MlflowClient()
-            if ref:
-                mv = client.get_model_version_by_alias(name, ref)
-            else:
-                name, _, number = name.partition("/")
-                mv = client.get_model_version(name, number)
-            version, tags = str(mv.version), dict(mv.tags or {})
-            uri = f"models:/{name}/{version}"
-        dest = paths.state / "serving" / uri.replace(":/", "-").replace("/", "-")
-        if not (dest / "MLmodel").is_file():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-            dest = local if (local / "MLmodel").is_file() else dest
-    except Exception as exc:  # noqa: BLE001 - MLflow raises many types; the user needs one line
-        raise PipelineError(f"cannot load model {uri} from {paths.tracking_uri}: {exc}. "
-                            "Train and register one first (`mlops run`, `mlops promote`) or pass --model DIR") from None
-    return ResolvedModel(dest.resolve(), uri, version, tags)
+    path, uri, version, tags = tracking.fetch_model(config, uri)
+    return ResolvedModel(path, uri, version, tags)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -29,25 +29,65 @@ RUNTIME_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "skops")
 TRACKED_PACKAGES = (*RUNTIME_PACKAGES, "mlflow", "pandera")
 
 
+_CONFIGURED: set[tuple[str, str]] = set()
+
+
 def configure(config: Config) -> str:
     """Point MLflow at the configured store (local sqlite by default) and the project experiment."""
+    paths = Paths(config.root)
+    uri = paths.tracking_uri
+    if (uri, config.project) in _CONFIGURED:
+        return uri
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     import mlflow
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    paths = Paths(config.root)
-    uri = paths.tracking_uri
-    if uri.startswith("sqlite:///"):
+    if uri == paths.local_tracking_uri:
         paths.state.mkdir(parents=True, exist_ok=True)
+        seed_local_store(paths.state / "mlflow.db")
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(config.project)
     if experiment is None:
         location = paths.artifact_root.as_uri() if uri.startswith("sqlite:///") else None
         mlflow.create_experiment(config.project, artifact_location=location)
     mlflow.set_experiment(config.project)
+    _CONFIGURED.add((uri, config.project))
     return uri
+
+
+def seed_local_store(database: Path) -> None:
+    """Start a new local store from an empty one MLflow migrated earlier on this machine.
+
+    Why: creating a store runs all of MLflow's schema migrations (about 7 s here, more than the
+    whole rest of a cold run). The first new store per MLflow version pays that once and leaves
+    a copy of its empty, migrated database in the user's cache (`MLOPS_CACHE_DIR`, default
+    ~/.cache/mlops-template); later new stores start from that copy. MLflow still checks the
+    schema version on every connection, so a stale copy cannot be used silently.
+    """
+    import shutil
+    import sqlite3
+
+    if database.exists():
+        return
+    version = metadata.version("mlflow")
+    cache = Path(os.environ.get("MLOPS_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops-template")
+    template = cache / f"mlflow-{version}-empty.db"
+    if template.is_file():
+        shutil.copyfile(template, database)
+        return
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{database}").search_experiments(max_results=1)  # creates and migrates the store
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = template.with_name(f".{template.name}.{os.getpid()}")
+        with sqlite3.connect(database) as source, sqlite3.connect(partial) as copy:
+            source.backup(copy)
+        os.replace(partial, template)
+    except (OSError, sqlite3.Error):
+        pass  # no writable cache: every new store migrates, as MLflow does by default
 
 
 def package_versions(names: tuple[str, ...] | list[str] = TRACKED_PACKAGES) -> dict[str, str]:
@@ -112,6 +152,8 @@ def log_training(
     from mlflow.models import infer_signature
 
     configure(config)
+    # The signature comes from a few rows; no input example is logged: MLflow would load the
+    # model back to validate it (about 1 s) and the serving contract already comes from mlops.yaml.
     signature = infer_signature(example, model.predict(example))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -123,7 +165,6 @@ def log_training(
                 model,
                 name="model",
                 signature=signature,
-                input_example=example,
                 pip_requirements=pip_requirements(),
                 serialization_format="skops",
                 skops_trusted_types=trusted_types(config, model),
@@ -220,3 +261,33 @@ def registry_fingerprint(config: Config) -> str | None:
         return None
     database = paths.state / "mlflow.db"
     return "|".join(digest(database.with_name(database.name + suffix)) for suffix in ("", "-journal", "-wal"))
+
+
+def fetch_model(config: Config, uri: str) -> tuple[Path, str, str, dict[str, str]]:
+    """A registry model (`models:/name@alias`, `models:/name/N`) or run model as a local folder
+    under .mlops/serving (downloaded once): (path, pinned URI, version, version tags)."""
+    import mlflow
+
+    configure(config)
+    paths = Paths(config.root)
+    version, tags = "unknown", {}
+    try:
+        if uri.startswith("models:/"):
+            name, _, ref = uri.removeprefix("models:/").partition("@")
+            client = _client()
+            if ref:
+                found = client.get_model_version_by_alias(name, ref)
+            else:
+                name, _, number = name.partition("/")
+                found = client.get_model_version(name, number)
+            version, tags = str(found.version), dict(found.tags or {})
+            uri = f"models:/{name}/{version}"
+        dest = paths.state / "serving" / uri.replace(":/", "-").replace("/", "-")
+        if not (dest / "MLmodel").is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+            dest = local if (local / "MLmodel").is_file() else dest
+    except Exception as exc:  # MLflow raises many types; the user needs one line
+        raise PipelineError(f"cannot load model {uri} from {paths.tracking_uri}: {exc}. "
+                            "Train and register one first (`mlops run`, `mlops promote`) or pass --model DIR") from None
+    return dest.resolve(), uri, version, tags

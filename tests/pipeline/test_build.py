@@ -1,8 +1,9 @@
 """`mlops build --context DIR`: stage the serving image's build context and its build args and
 labels for another builder (docker/build-push-action in the merge workflow), without docker.
 
-Run through actions/run_step.py, as the build action does, so the step outputs are checked in
-the `$GITHUB_OUTPUT` format GitHub reads (multi-line values in the `name<<DELIMITER` form).
+Run as the build action runs it (`mlops build` with GITHUB_ACTIONS=true), so the step outputs
+are checked in the `$GITHUB_OUTPUT` format GitHub reads (multi-line values in the
+`name<<DELIMITER` form).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 from tests.serving.conftest import config, model_dir  # noqa: F401 - shared fixtures
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_STEP = REPO / "actions" / "run_step.py"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -44,7 +44,7 @@ def parse_github_output(text: str) -> dict[str, str]:
 
 def stage(tmp_path: Path, model: Path, *extra: str, config_path: Path = REPO / "mlops.yaml",
           env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, str], Path]:
-    """`run_step.py build -- --context` with a `docker` on PATH that fails loudly if called."""
+    """`mlops build --context` with a `docker` on PATH that fails loudly if called."""
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir(exist_ok=True)
     docker = fake_bin / "docker"
@@ -54,11 +54,11 @@ def stage(tmp_path: Path, model: Path, *extra: str, config_path: Path = REPO / "
     output.write_text("")
     context = tmp_path / "context"
     run_env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+               "GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
                "MLOPS_OUTPUTS": str(tmp_path / "outputs"), "MLOPS_MODEL_VERSION": "7", "GITHUB_SHA": SHA,
                "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "Acme/Model",
                "MLOPS_BASE_IMAGE": "local/python-base:3.11", **(env or {})}
-    result = subprocess.run([sys.executable, str(RUN_STEP), "build", "--config", str(config_path), "--",
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "--config", str(config_path), "build",
                              "--model", str(model), "--registry", "ghcr.io/Acme", "--context", str(context), *extra],
                             cwd=config_path.parent, env=run_env, capture_output=True, text=True, timeout=300)
     return result, parse_github_output(output.read_text()), context

@@ -81,17 +81,17 @@ def test_all_null_feature_is_skipped_not_crashed():
     assert result["skipped"] == "no non-null values" and not result["drifted"]
 
 
-def run_drift(config_path, data, output, capsys):
-    code = main(["--config", str(config_path), "drift", "--data", str(data), "--output", str(output)])
+def run_drift(config_path, data, capsys):
+    code = main(["--config", str(config_path), "drift", "--data", str(data)])
     captured = capsys.readouterr()
     return code, captured.out + captured.err
 
 
 def test_mlops_drift_passes_on_the_bundled_data(make_config, tmp_path, capsys):
     config = make_config()
-    code, text = run_drift(config, tmp_path / "data" / "penguins.csv", tmp_path / "drift.json", capsys)
+    code, text = run_drift(config, tmp_path / "data" / "penguins.csv", capsys)
     assert code == 0, text
-    report = json.loads((tmp_path / "drift.json").read_text())
+    report = json.loads((tmp_path / "outputs" / "drift.json").read_text())
     assert report["drifted"] == [] and "body_mass_g" in report["features"]
     assert "drift: 0 of 9 features drifted" in text
 
@@ -99,14 +99,26 @@ def test_mlops_drift_passes_on_the_bundled_data(make_config, tmp_path, capsys):
 def test_mlops_drift_exits_1_and_says_retrain(make_config, tmp_path, capsys):
     config = make_config()
     heavier = pd.read_csv(tmp_path / "data" / "penguins.csv")
-    heavier["body_mass_g"] += 1500
+    heavier["body_mass_g"] = (heavier["body_mass_g"] + 1500).clip(upper=6900)  # drifted, within the contract
     heavier.to_csv(tmp_path / "heavier.csv", index=False)
-    code, text = run_drift(config, tmp_path / "heavier.csv", tmp_path / "drift.json", capsys)
+    code, text = run_drift(config, tmp_path / "heavier.csv", capsys)
     assert code == 1
-    assert "drift detected: retrain" in text and "column 'body_mass_g'" in text
-    assert json.loads((tmp_path / "drift.json").read_text())["drifted"] == ["body_mass_g"]
+    assert "drift: 1 of 9 features drifted" in text and "column 'body_mass_g'" in text
+    assert json.loads((tmp_path / "outputs" / "drift.json").read_text())["drifted"] == ["body_mass_g"]
 
 
 def test_mlops_drift_on_a_missing_file_is_a_clean_error(make_config, tmp_path, capsys):
-    code, text = run_drift(make_config(), tmp_path / "nope.csv", tmp_path / "drift.json", capsys)
-    assert code == 1 and "nope.csv: file not found" in text and "Traceback" not in text
+    code, text = run_drift(make_config(), tmp_path / "nope.csv", capsys)
+    assert code == 2 and "nope.csv: file not found" in text and "Traceback" not in text
+
+
+def test_mlops_drift_refuses_data_that_breaks_the_contract_with_exit_2(make_config, tmp_path, capsys):
+    """Exit 2, not 1: a broken feed must never look like drift (and open a retraining PR)."""
+    config = make_config()
+    broken = pd.read_csv(tmp_path / "data" / "penguins.csv")
+    broken["body_mass_g"] += 10_000  # outside the contract's range: drifted AND invalid
+    broken.to_csv(tmp_path / "broken.csv", index=False)
+    code, text = run_drift(config, tmp_path / "broken.csv", capsys)
+    assert code == 2, text
+    assert "column 'body_mass_g': range" in text and "unusable, not drifted" in text
+    assert not (tmp_path / "outputs" / "drift.json").exists()
