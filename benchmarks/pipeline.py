@@ -189,13 +189,15 @@ def peer_round(index: int, src: Path, env: dict[str, str], work: Path, results: 
         results.naive_phases.append(json.loads(run.stdout.strip().splitlines()[-1]))
 
     def bare() -> None:
-        run = checked(measure(naive_cmd(src / "mlops.yaml", bare=True), work, env, work / "logs" / f"bare-{index}"), "bare script")
+        run = checked(measure(naive_cmd(src / "mlops.yaml", bare=True), work, env, work / "logs" / f"bare-{index}"),
+                      "bare script")
         results.runs["bare"].append(run)
 
     def first() -> None:
         repo = shutil.copytree(src, work / f"first-{index}", ignore=shutil.ignore_patterns("__pycache__"))
         fresh = {**env, "MLOPS_CACHE_DIR": str(work / f"empty-cache-{index}")}
-        run = checked(measure([*mlops_cmd(), "run", "--force"], repo, fresh, work / "logs" / f"first-{index}"), "mlops run (first store)")
+        run = checked(measure([*mlops_cmd(), "run", "--force"], repo, fresh, work / "logs" / f"first-{index}"),
+                      "mlops run (first store)")
         results.runs["first"].append(run)
 
     def ours() -> None:
@@ -255,8 +257,9 @@ def print_peer(results: PeerResults) -> dict[str, Any]:
     phases = _median_dict(results.naive_phases)
     print("cold steps (median s, from its progress lines): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
     print("naive phases (median s, in-process): " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items() if k != "test_rows"))
-    return {"seconds": secs, "median": med, "cpu": cpu, "peak_mb": peak, "cold_vs_naive": cold, "cold_vs_bare": cold_bare, "warm_vs_naive": warm,
-            "speedup": speedup, "cold_steps": steps, "naive_phases": phases, "warm_all_hits": results.warm_all_hits}
+    return {"seconds": secs, "median": med, "cpu": cpu, "peak_mb": peak, "cold_vs_naive": cold, "cold_vs_bare": cold_bare,
+            "warm_vs_naive": warm, "speedup": speedup, "cold_steps": steps, "naive_phases": phases,
+            "warm_all_hits": results.warm_all_hits}
 
 
 def _median_dict(rows: list[dict[str, float]]) -> dict[str, float]:
