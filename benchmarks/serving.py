@@ -6,7 +6,7 @@ clients; rows/s for 1000-row batches; time from process start to ready (median o
 cold starts); the effect of TCP_NODELAY with 2 workers; image sizes (ours from the engine,
 mlflow's `build-docker` estimated from the Dockerfile it generates, since its base image cannot
 be pulled here). Ours starts as the image does: from the fast path compiled next to the model
-(`python -m model.serving.compile`, run by the image build). Both servers run side by side and
+(`python -m pipeline.serving.compile`, run by the image build). Both servers run side by side and
 each case is measured for ours then mlflow, so load from other processes hits both alike. wrk's
 timeout is 30 s (its 2 s default cut mlflow's tail off, leaving its p99 unmeasurable).
 Prints the table and each goal of the issue as PASS/FAIL.
@@ -64,11 +64,12 @@ def train_model(dest: Path) -> Path:
 def compile_fast_path(model: Path) -> None:
     """What the image build does: the verified NumPy fast path next to the model."""
     sys.path.insert(0, str(REPO))
-    from model.serving.contract import from_config, write
     from pipeline.config import load_config
+    from pipeline.delivery.contract import from_config
+    from pipeline.serving.contract import write
 
     contract = write(from_config(load_config(REPO / "mlops.yaml")), model.parent / "contract.json")
-    subprocess.run([sys.executable, "-m", "model.serving.compile", str(model), str(contract)], cwd=REPO, check=True)
+    subprocess.run([sys.executable, "-m", "pipeline.serving.compile", str(model), str(contract)], cwd=REPO, check=True)
 
 
 def wait_until(url: str, timeout: float, proc: subprocess.Popen) -> float:

@@ -1,4 +1,6 @@
-"""The pipeline steps: validate, train, evaluate, report, promote (and build, deploy).
+"""The machinery around the model: the pull-request steps (validate, train, evaluate, report,
+promote), `delivery/` (serve, build, deploy) and `serving/` (the image's runtime).
 
-Each step is a module of the same name; `pipeline.cli` is the only entry point.
+`pipeline.cli` is the only entry point. This file stays import-free: the serving image ships it
+with `serving/` alone.
 """

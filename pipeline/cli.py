@@ -22,9 +22,9 @@ from pipeline.errors import PipelineError
 # Delivery subcommands: their parser and handler live in their own module (`add_arguments`,
 # `main`); those modules import only the standard library at top level.
 EXTERNAL_COMMANDS = {
-    "build": "pipeline.build",
-    "deploy": "pipeline.deploy",
-    "serve": "pipeline.serve",
+    "build": "pipeline.delivery.build",
+    "deploy": "pipeline.delivery.deploy",
+    "serve": "pipeline.delivery.serve",
 }
 LOCKED = "locked"  # commands that write outputs/ or .mlops/ hold the workspace lock
 

@@ -14,11 +14,13 @@ import pytest
 
 from actkit import REPO, load_yaml, remote_uses
 
+from pipeline.steps import STEPS
+
 BIN = Path(sys.executable).parent
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 ACTIONS = sorted((REPO / "actions").glob("*/action.yml"))
 STAND_INS = sorted((REPO / "tests" / "github" / "stand-ins").rglob("action.yml"))
-CLI_STEPS = {"validate", "train", "evaluate", "report", "promote", "build", "deploy"}
+CLI_STEPS = {step.name for step in STEPS} | {"run", "build", "deploy"}  # every declared step has its action
 PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(/[^@\s]+)?@[0-9a-f]{40}$")
 MAX_SUPPRESSIONS = 3
 
@@ -176,12 +178,31 @@ def test_actions_are_thin_and_documented(path: Path) -> None:
         assert mapped, f"output {name} must map from the run step"
     runs = [step["run"] for step in steps_of(doc) if "run" in step]
     if path.parent.name == "deploy":  # and, before the command, write the deploy credentials
-        assert runs.pop(1) == 'python "$RUN_STEP" credentials'
+        assert runs.pop(1) == 'python "$CREDENTIALS"'
     assert len(runs) == 2, "set up, install, run one command: nothing else"
-    assert runs[0].startswith('python "$RUN_STEP" install "$MLOPS_SOURCE"')
-    assert runs[1].startswith(f'python "$RUN_STEP" {path.parent.name} --config "$CONFIG"')
-    install = next(step for step in steps_of(doc) if step.get("run", "").startswith('python "$RUN_STEP" install'))
+    assert runs[0].startswith('python "$INSTALL" "$MLOPS_SOURCE"')
+    assert runs[1].startswith(f'mlops --config "$CONFIG" {path.parent.name}')
+    install = next(step for step in steps_of(doc) if step.get("run", "").startswith('python "$INSTALL"'))
     assert install["env"]["MLOPS_SOURCE"] == "${{ github.action_path }}/../.."
+    assert install["env"]["INSTALL"] == "${{ github.action_path }}/../install.py"
+
+
+@pytest.mark.parametrize("path", ACTIONS, ids=lambda p: p.parent.name)
+def test_action_outputs_are_the_ones_the_command_declares(path: Path) -> None:
+    """The outputs come from one declaration (a Step, or a delivery module), written by the CLI."""
+    import importlib
+
+    from pipeline import steps
+
+    name = path.parent.name
+    if name == "run":
+        declared = steps.get("report").action_outputs
+    elif name in {step.name for step in steps.STEPS}:
+        declared = steps.get(name).action_outputs
+    else:
+        declared = getattr(importlib.import_module(f"pipeline.delivery.{name}"), "ACTION_OUTPUTS", {})
+    outputs = set(load_yaml(path).get("outputs", {})) - {"exit-code"}
+    assert outputs == set(declared), f"actions/{name}: outputs {sorted(outputs)} != declared {sorted(declared)}"
 
 
 def test_there_is_an_action_per_cli_step() -> None:
@@ -270,7 +291,7 @@ def test_pull_requests_never_use_the_mlflow_server() -> None:
 
 
 def test_deploy_jobs_hold_no_credential_shell() -> None:
-    """The kubeconfig / SSH key handling lives in actions/deploy (run_step.py credentials), once."""
+    """The kubeconfig / SSH key handling lives in actions/deploy (actions/credentials.py), once."""
     doc = load_yaml(REPO / ".github" / "workflows" / "main.yml")
     for name in ("staging", "production"):
         steps = doc["jobs"][name]["steps"]
@@ -280,4 +301,4 @@ def test_deploy_jobs_hold_no_credential_shell() -> None:
         assert deploy["with"]["ssh-key"] == "${{ secrets.DEPLOY_SSH_KEY }}"
     action = load_yaml(REPO / "actions" / "deploy" / "action.yml")
     step = next(step for step in action["runs"]["steps"] if step["name"] == "Deploy credentials")
-    assert step["run"] == 'python "$RUN_STEP" credentials'
+    assert step["run"] == 'python "$CREDENTIALS"'

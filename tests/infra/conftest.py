@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import need_engine
 from tests.engines import REGISTRY, EngineUnavailable, ensure_base_image, ensure_docker, ensure_registry
-from tests.serving.conftest import config, contract, model_dir  # noqa: F401 - shared fixtures
+from tests.pipeline.serving.conftest import config, contract, model_dir  # noqa: F401 - shared fixtures
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "mlops-test/serving"

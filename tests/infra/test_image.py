@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.engines import free_port, http_ok, start_prometheus
-from tests.serving.catalog import BAD_REQUESTS, GOOD_ROW
+from tests.pipeline.serving.catalog import BAD_REQUESTS, GOOD_ROW
 
 pytestmark = pytest.mark.engine
 

@@ -21,7 +21,7 @@ from tests.conftest import need_engine
 from tests.engines import EngineUnavailable, ensure_swarm, free_port
 from tests.infra.conftest import IMAGE, build_image, mlops
 from tests.infra.edge_proxy import EDGE_NETWORK, EdgeProxy, ensure_edge_network
-from tests.serving.catalog import GOOD_ROW
+from tests.pipeline.serving.catalog import GOOD_ROW
 
 pytestmark = pytest.mark.engine
 STACK = "mlops-test"

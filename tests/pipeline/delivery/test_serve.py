@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.engines import free_port, http_ok
-from tests.serving.catalog import GOOD_ROW
+from tests.pipeline.serving.catalog import GOOD_ROW
 
 
 def register_challenger(repo: Path, model_dir: Path) -> None:

@@ -105,10 +105,10 @@ def serve(host: str, port: int, workers: int, model_dir: Path, contract_path: Pa
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ["MLOPS_MODEL_DIR"] = str(model_dir)
 
-    from model.serving import contract as contract_mod
-    from model.serving import predictor
-    from model.serving.app import create_app
-    from model.serving.settings import Settings
+    from pipeline.serving import contract as contract_mod
+    from pipeline.serving import predictor
+    from pipeline.serving.app import create_app
+    from pipeline.serving.settings import Settings
 
     settings = Settings()
     if contract is None:

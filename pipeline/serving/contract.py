@@ -1,9 +1,10 @@
-"""The request contract, derived from mlops.yaml's data contract (one source with training).
+"""The request contract: what /predict accepts, as plain data (one source with training).
 
-Why a separate JSON form: the serving image carries no data and no pipeline code, so `mlops
-build` writes `contract.json` from the config and the image reads that. Locally, `mlops serve`
-derives it from the config directly. Either way field types, ranges, allowed categories and
-nullability are the ones training validated against.
+Why a separate JSON form: the serving image carries no data, no config and no training code, so
+the delivery side (`pipeline/delivery/contract.py`) derives the contract from mlops.yaml's data
+contract: `mlops build` writes it as `contract.json` for the image, `mlops serve` hands it over
+directly. Either way field types, ranges, allowed categories and nullability are the ones
+training validated against. This module knows nothing of the config.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pipeline.config import Config
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -50,29 +48,6 @@ class Contract:
     def from_dict(cls, raw: dict[str, Any]) -> "Contract":
         fields = [FieldSpec(**f) for f in raw.pop("fields")]
         return cls(fields=fields, **raw)
-
-
-def from_config(config: "Config") -> Contract:
-    """The contract for the configured feature columns (target, id and non-features excluded)."""
-    columns = config.validate.columns
-    fields = [
-        FieldSpec(
-            name=name,
-            type=columns[name].type,
-            nullable=columns[name].nullable,
-            min=columns[name].min,
-            max=columns[name].max,
-            allowed=list(columns[name].allowed) if columns[name].allowed else None,
-        )
-        for name in config.feature_columns
-    ]
-    return Contract(
-        project=config.project,
-        task=config.task,
-        target=config.data.target,
-        positive_class=config.positive_class,
-        fields=fields,
-    )
 
 
 def load(path: str | Path) -> Contract:

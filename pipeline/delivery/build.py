@@ -1,7 +1,8 @@
 """build the serving image and push it to a registry (tags: git sha and model version).
 
 The build context is staged (`stage`, the one place that decides what goes into the image) with
-only what the image needs: the `model` package, the MLflow model directory, the contract derived
+only what the image needs: the serving runtime (`pipeline/serving`, with the import-free
+`pipeline/__init__.py`), the `model` package, the MLflow model directory, the contract derived
 from mlops.yaml, pinned requirements (scikit-learn pinned to the version the model was trained
 with) and infra/docker/Dockerfile, plus the build args and OCI lineage labels. `--context DIR`
 stops there: it stages into DIR and records the build args, labels and secret files in
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = "python:3.11-slim"
 AIR_GAPPED_BASE = "local/python-base:3.11"
 # What the server imports at run time; versions are pinned to this environment's (the training one).
@@ -38,6 +39,7 @@ ACTION_OUTPUTS = {"image": "image", "digest": "digest", "tags": "tags", "model-v
                   "context": "context", "repository": "repository", "build-args": "build_args", "labels": "labels",
                   "secret-files": "secret_files", "base-image": "base_image", "git-sha": "git_sha"}
 CONTEXT_MARK = ".mlops-context"  # marks a folder `--context` staged, so a re-run may replace it
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 CA_BUNDLES = [os.environ.get("PIP_CERT", ""), os.environ.get("SSL_CERT_FILE", ""), "/etc/ssl/certs/ca-certificates.crt"]
 
 
@@ -120,13 +122,24 @@ def lock_constraints(lock: Path, pins: str) -> str:
     return "".join(f"{line}\n" for line in lines if "==" in line and line.split("==")[0].strip().lower() not in pinned)
 
 
+def stage_app(app: Path) -> Path:
+    """The code the image runs, into `app` (the image's PYTHONPATH): the runtime `pipeline/serving`
+    with its import-free parent `pipeline/__init__.py`, and the `model` plug-in, whose custom
+    transformer classes skops needs to load the model. No other pipeline code."""
+    (app / "pipeline").mkdir(parents=True)
+    shutil.copy(REPO / "pipeline" / "__init__.py", app / "pipeline" / "__init__.py")
+    shutil.copytree(REPO / "pipeline" / "serving", app / "pipeline" / "serving", ignore=_IGNORE)
+    shutil.copytree(REPO / "model", app / "model", ignore=_IGNORE)
+    return app
+
+
 def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Path:  # type: ignore[no-untyped-def]
     """Everything the Dockerfile copies, and nothing else."""
-    from model.serving.contract import from_config, write
+    from pipeline.delivery.contract import from_config
+    from pipeline.serving.contract import write
 
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "model", dest / "app" / "model", ignore=ignore)
-    shutil.copytree(model_dir, dest / "artifacts" / "model", ignore=ignore)
+    stage_app(dest / "app")
+    shutil.copytree(model_dir, dest / "artifacts" / "model", ignore=_IGNORE)
     write(from_config(config), dest / "artifacts" / "contract.json")
     pins = requirements(model_dir)
     (dest / "requirements.txt").write_text(pins)
@@ -196,7 +209,7 @@ def _write_result(config, result: dict) -> None:  # type: ignore[no-untyped-def]
 
 def main(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
-    from pipeline.serve import resolve_model
+    from pipeline.delivery.serve import resolve_model
 
     config = load_config(args.config)
     resolved = resolve_model(config, args.model)

@@ -58,9 +58,9 @@ def _download(config: Any, uri: str) -> ResolvedModel:
 
 
 def main(args: argparse.Namespace) -> int:
-    from model.serving.contract import from_config
-    from model.serving.server import serve
     from pipeline.config import load_config
+    from pipeline.delivery.contract import from_config
+    from pipeline.serving.server import serve
 
     config = load_config(args.config)
     resolved = resolve_model(config, args.model)

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from model.serving import fastpath
-from model.serving.contract import Contract
+from pipeline.serving import fastpath
+from pipeline.serving.contract import Contract
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -23,8 +23,8 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-REPO = Path(__file__).resolve().parents[1]
-# the package's own infra/; a forker's infra/ beside mlops.yaml wins (pipeline.build.infra_dir)
+REPO = Path(__file__).resolve().parents[2]
+# the package's own infra/; a forker's infra/ beside mlops.yaml wins (pipeline.delivery.build.infra_dir)
 STACK_FILE = REPO / "infra" / "swarm" / "stack.yml"
 OVERLAYS = REPO / "infra" / "k8s" / "overlays"
 TERMINAL = {"completed", "rollback_completed", "paused", "rollback_paused"}
@@ -122,7 +122,7 @@ def deploy_swarm(config: Any, args: argparse.Namespace, image: str) -> int:
     previous_started = ((before or {}).get("UpdateStatus") or {}).get("StartedAt")
     env = {**os.environ, "IMAGE": image, "PUBLISHED_PORT": str(port), "REPLICAS": str(args.replicas),
            "DEPLOY_ENV": args.env, "IMAGE_DIGEST": image.partition("@")[2] or "unknown"}
-    from pipeline.build import infra_dir
+    from pipeline.delivery.build import infra_dir
 
     stack_file = infra_dir(config.root) / "swarm" / "stack.yml"
     files = [arg for path in [stack_file, *args.compose_file] for arg in ("-c", str(path))]
@@ -165,7 +165,7 @@ def render_overlay(env: str, image: str | None, root: Path | None = None) -> lis
     """
     import yaml
 
-    from pipeline.build import infra_dir
+    from pipeline.delivery.build import infra_dir
 
     overlay = infra_dir(root) / "k8s" / "overlays" / env
     out = subprocess.run([_kubectl(), "kustomize", str(overlay)], capture_output=True, text=True)

@@ -20,11 +20,11 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model.serving import predictor as predictor_mod
-from model.serving.contract import Contract
-from model.serving.metrics import Metrics
-from model.serving.schema import ErrorResponse, PredictResponse, Status, VersionResponse, request_model
-from model.serving.settings import Settings
+from pipeline.serving import predictor as predictor_mod
+from pipeline.serving.contract import Contract
+from pipeline.serving.metrics import Metrics
+from pipeline.serving.schema import ErrorResponse, PredictResponse, Status, VersionResponse, request_model
+from pipeline.serving.settings import Settings
 
 
 @dataclass

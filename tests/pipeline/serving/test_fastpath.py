@@ -8,7 +8,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from model.serving import fastpath, predictor
+from pipeline.serving import fastpath, predictor
 
 
 def test_fast_path_reproduces_scikit_learn(model_dir, contract) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def config():
 
 @pytest.fixture(scope="session")
 def contract(config):
-    from model.serving.contract import from_config
+    from pipeline.delivery.contract import from_config
 
     return from_config(config)
 
@@ -58,8 +58,8 @@ def good_row() -> dict:
 def client(model_dir: Path, contract) -> Iterator:
     from fastapi.testclient import TestClient
 
-    from model.serving.app import create_app
-    from model.serving.settings import Settings
+    from pipeline.serving.app import create_app
+    from pipeline.serving.settings import Settings
 
     app = create_app(Settings(model_dir=model_dir, model_version="7", git_sha="abc123"), contract)
     with TestClient(app) as test_client:

@@ -17,7 +17,7 @@ import pytest
 from tests.engines import free_port, http_ok
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
+REPO = HERE.parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
-from model.serving.contract import Contract, FieldSpec
+from pipeline.serving.contract import Contract, FieldSpec
 
 # The data in one request may not exceed this many rows (413 beyond); overridable by settings.
 DEFAULT_MAX_ROWS = 2000

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from model.serving.contract import Contract
+from pipeline.serving.contract import Contract
 
 
 class Unsupported(Exception):

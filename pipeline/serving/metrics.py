@@ -15,7 +15,7 @@ import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from model.serving.contract import Contract
+    from pipeline.serving.contract import Contract
 
 SCORE_BUCKETS = np.round(np.linspace(0.1, 1.0, 10), 2)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

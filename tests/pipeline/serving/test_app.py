@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serving.catalog import BAD_REQUESTS, GOOD_ROW
+from tests.pipeline.serving.catalog import BAD_REQUESTS, GOOD_ROW
 
 
 def test_ready_health_version(client) -> None:
@@ -73,8 +73,8 @@ def test_metrics_cover_traffic_inputs_predictions_and_version(client) -> None:
 def test_not_ready_before_warm_up(model_dir, contract) -> None:
     from fastapi.testclient import TestClient
 
-    from model.serving.app import create_app
-    from model.serving.settings import Settings
+    from pipeline.serving.app import create_app
+    from pipeline.serving.settings import Settings
 
     app = create_app(Settings(model_dir=model_dir), contract)
     plain = TestClient(app)  # no lifespan: the model is never loaded
@@ -95,8 +95,8 @@ def test_prediction_timeout_answers_503(model_dir, contract) -> None:
 
     from fastapi.testclient import TestClient
 
-    from model.serving.app import create_app
-    from model.serving.settings import Settings
+    from pipeline.serving.app import create_app
+    from pipeline.serving.settings import Settings
 
     app = create_app(Settings(model_dir=model_dir, predict_timeout=0.2, fast_path=False), contract)
     with TestClient(app) as slow_client:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.serving.schema import DEFAULT_MAX_ROWS
+from pipeline.serving.schema import DEFAULT_MAX_ROWS
 
 
 def _env(name: str, default: str) -> str:

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.conftest import config, model_dir  # noqa: F401 - shared fixtures
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -44,7 +42,7 @@ def parse_github_output(text: str) -> dict[str, str]:
 
 def stage(tmp_path: Path, model: Path, *extra: str, config_path: Path = REPO / "mlops.yaml",
           env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, str], Path]:
-    """`mlops build --context` with a `docker` on PATH that fails loudly if called."""
+    """`mlops build --context` under GitHub Actions, with a `docker` on PATH that fails loudly if called."""
     fake_bin = tmp_path / "fake-bin"
     fake_bin.mkdir(exist_ok=True)
     docker = fake_bin / "docker"
@@ -64,7 +62,7 @@ def stage(tmp_path: Path, model: Path, *extra: str, config_path: Path = REPO / "
     return result, parse_github_output(output.read_text()), context
 
 
-def test_context_stages_what_the_dockerfile_copies_and_outputs_args_and_labels(tmp_path: Path, model_dir: Path) -> None:  # noqa: F811
+def test_context_stages_what_the_dockerfile_copies_and_outputs_args_and_labels(tmp_path: Path, model_dir: Path) -> None:
     result, outputs, context = stage(tmp_path, model_dir)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (tmp_path / "docker-was-called").exists(), "stage-only mode must not need docker"
@@ -73,7 +71,11 @@ def test_context_stages_what_the_dockerfile_copies_and_outputs_args_and_labels(t
     assert (context / "Dockerfile").read_text() == (REPO / "infra" / "docker" / "Dockerfile").read_text()
     assert (context / "artifacts" / "model" / "MLmodel").is_file()
     assert json.loads((context / "artifacts" / "contract.json").read_text())
-    assert (context / "app" / "model" / "serving").is_dir()
+    # the code: the runtime and its import-free parent package, and the model plug-in; no other pipeline code
+    assert sorted(path.name for path in (context / "app").iterdir()) == ["model", "pipeline"]
+    assert sorted(path.name for path in (context / "app" / "pipeline").iterdir()) == ["__init__.py", "serving"]
+    assert (context / "app" / "pipeline" / "serving" / "__main__.py").is_file()
+    assert (context / "app" / "model" / "__init__.py").is_file()
     assert not list(context.rglob("__pycache__"))
     requirements = (context / "requirements.txt").read_text().splitlines()
     assert any(line.startswith("scikit-learn==") for line in requirements)
@@ -108,7 +110,7 @@ def test_context_stages_what_the_dockerfile_copies_and_outputs_args_and_labels(t
     assert "not built" in result.stdout
 
 
-def test_context_can_be_staged_again_but_never_over_other_files(tmp_path: Path, model_dir: Path) -> None:  # noqa: F811
+def test_context_can_be_staged_again_but_never_over_other_files(tmp_path: Path, model_dir: Path) -> None:
     first, _, context = stage(tmp_path, model_dir)
     assert first.returncode == 0, first.stderr
     again, outputs, _ = stage(tmp_path, model_dir)
@@ -127,10 +129,10 @@ def test_context_can_be_staged_again_but_never_over_other_files(tmp_path: Path, 
     assert outputs["exit-code"] == "1"
 
 
-def test_a_forks_own_infra_is_what_gets_built(tmp_path: Path, model_dir: Path) -> None:  # noqa: F811
+def test_a_forks_own_infra_is_what_gets_built(tmp_path: Path, model_dir: Path) -> None:
     """infra/ beside mlops.yaml wins over the package's copy; without one, the package's is used."""
-    from pipeline.build import REPO as PACKAGE_ROOT
-    from pipeline.build import infra_dir
+    from pipeline.delivery.build import REPO as PACKAGE_ROOT
+    from pipeline.delivery.build import infra_dir
 
     fork = tmp_path / "fork"
     fork.mkdir()
@@ -152,7 +154,7 @@ def test_a_forks_own_infra_is_what_gets_built(tmp_path: Path, model_dir: Path) -
 
 def test_deploy_renders_the_forks_own_overlay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`mlops deploy --target kubernetes` renders infra/ beside mlops.yaml, else the package's."""
-    from pipeline import deploy
+    from pipeline.delivery import deploy
 
     rendered: list[str] = []
 

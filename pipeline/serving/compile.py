@@ -1,4 +1,4 @@
-"""`python -m model.serving.compile MODEL_DIR CONTRACT_JSON`: compile the verified fast path.
+"""`python -m pipeline.serving.compile MODEL_DIR CONTRACT_JSON`: compile the verified fast path.
 
 Why: the server starts in well under a second when it needs NumPy only. This writes
 `fastpath.npz` + `fastpath.json` next to the model, after checking them against scikit-learn
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from model.serving import contract, predictor
+from pipeline.serving import contract, predictor
 
 
 def main(argv: list[str]) -> int:

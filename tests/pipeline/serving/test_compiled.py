@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.serving import fastpath, predictor
+from pipeline.serving import fastpath, predictor
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture()
@@ -58,8 +58,8 @@ def test_missing_stale_or_broken_artifact_falls_back(fresh_model: Path, contract
 def test_stale_artifact_is_replaced_at_first_scikit_learn_load(fresh_model: Path, contract) -> None:
     from fastapi.testclient import TestClient
 
-    from model.serving.app import create_app
-    from model.serving.settings import Settings
+    from pipeline.serving.app import create_app
+    from pipeline.serving.settings import Settings
 
     assert predictor.compile_fast_path(fresh_model, contract)
     meta_path = fresh_model / fastpath.ARTIFACT_JSON
@@ -102,9 +102,9 @@ def test_unsupported_model_gets_no_artifact(fresh_model: Path, contract, config)
 READY_WITHOUT_SKLEARN = """
 import sys, time
 from fastapi.testclient import TestClient
-from model.serving import contract, predictor
-from model.serving.app import create_app
-from model.serving.settings import Settings
+from pipeline.serving import contract, predictor
+from pipeline.serving.app import create_app
+from pipeline.serving.settings import Settings
 
 HEAVY = {"sklearn", "scipy", "skops", "pandas"}
 seen = {}
@@ -131,7 +131,7 @@ print(seen["imported at ready"])
 
 
 def test_ready_before_scikit_learn_is_imported(fresh_model: Path, contract, tmp_path: Path) -> None:
-    from model.serving.contract import write
+    from pipeline.serving.contract import write
 
     assert predictor.compile_fast_path(fresh_model, contract)
     contract_path = write(contract, tmp_path / "contract.json")
