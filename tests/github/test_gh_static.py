@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from actkit import REPO, load_yaml, remote_uses
-
 from pipeline.steps import STEPS
+
+from actkit import REPO, load_yaml, remote_uses
 
 BIN = Path(sys.executable).parent
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
