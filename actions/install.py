@@ -21,16 +21,19 @@ def install(source: str, extras: str) -> int:
     """pip install the package from the action's checkout, once per job (a stamp remembers).
 
     Editable, so the package keeps finding the repository files it uses beside its code
-    (infra/ for `build` and `deploy`, the step code the cache keys hash).
+    (infra/ for `build` and `deploy`, the step code the cache keys hash). The checkout's
+    requirements.txt lock, when present, pins every dependency (pip constraints).
     """
     root = Path(source).resolve()
     target = f"{root}[{extras}]" if extras else str(root)
+    lock = root / "requirements.txt"
+    constraints = ["--constraint", str(lock)] if lock.is_file() else []
     stamp = Path(os.environ.get("RUNNER_TEMP", "/tmp")) / STAMP
     done = stamp.read_text().splitlines() if stamp.is_file() else []
     if target in done:
         print(f"mlops already installed from {target}")
         return 0
-    code = subprocess.call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet", "--editable", target])
+    code = subprocess.call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *constraints, "--editable", target])
     if code == 0:
         with stamp.open("a") as handle:
             handle.write(target + "\n")

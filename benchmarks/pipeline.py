@@ -189,13 +189,15 @@ def peer_round(index: int, src: Path, env: dict[str, str], work: Path, results: 
         results.naive_phases.append(json.loads(run.stdout.strip().splitlines()[-1]))
 
     def bare() -> None:
-        run = checked(measure(naive_cmd(src / "mlops.yaml", bare=True), work, env, work / "logs" / f"bare-{index}"), "bare script")
+        run = checked(measure(naive_cmd(src / "mlops.yaml", bare=True), work, env, work / "logs" / f"bare-{index}"),
+                      "bare script")
         results.runs["bare"].append(run)
 
     def first() -> None:
         repo = shutil.copytree(src, work / f"first-{index}", ignore=shutil.ignore_patterns("__pycache__"))
         fresh = {**env, "MLOPS_CACHE_DIR": str(work / f"empty-cache-{index}")}
-        run = checked(measure([*mlops_cmd(), "run", "--force"], repo, fresh, work / "logs" / f"first-{index}"), "mlops run (first store)")
+        run = checked(measure([*mlops_cmd(), "run", "--force"], repo, fresh, work / "logs" / f"first-{index}"),
+                      "mlops run (first store)")
         results.runs["first"].append(run)
 
     def ours() -> None:
@@ -255,8 +257,9 @@ def print_peer(results: PeerResults) -> dict[str, Any]:
     phases = _median_dict(results.naive_phases)
     print("cold steps (median s, from its progress lines): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
     print("naive phases (median s, in-process): " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items() if k != "test_rows"))
-    return {"seconds": secs, "median": med, "cpu": cpu, "peak_mb": peak, "cold_vs_naive": cold, "cold_vs_bare": cold_bare, "warm_vs_naive": warm,
-            "speedup": speedup, "cold_steps": steps, "naive_phases": phases, "warm_all_hits": results.warm_all_hits}
+    return {"seconds": secs, "median": med, "cpu": cpu, "peak_mb": peak, "cold_vs_naive": cold, "cold_vs_bare": cold_bare,
+            "warm_vs_naive": warm, "speedup": speedup, "cold_steps": steps, "naive_phases": phases,
+            "warm_all_hits": results.warm_all_hits}
 
 
 def _median_dict(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -384,7 +387,7 @@ def scale_round(index: int, size: ScaleRow, folder: Path, env: dict[str, str], l
         runs = [checked(measure([*mlops_cmd(), step], folder, env, logs / f"{size.rows}-{step}-{index}"),
                         f"mlops {step} at {size.rows} rows") for step in SCALE_STEPS]
         size.ours_runs.append(runs)
-        size.steps.append({step: run.seconds for step, run in zip(SCALE_STEPS, runs)})
+        size.steps.append({step: run.seconds for step, run in zip(SCALE_STEPS, runs, strict=True)})
 
     def bare() -> None:
         size.bare.append(checked(measure(naive_cmd(folder / "mlops.yaml", bare=True), folder, env,
@@ -398,7 +401,7 @@ def scale_round(index: int, size: ScaleRow, folder: Path, env: dict[str, str], l
 
 def scale(sizes: list[int], repeats: list[int], env: dict[str, str], work: Path, via: str) -> list[ScaleRow]:
     results = []
-    for rows, rounds in zip(sizes, repeats):
+    for rows, rounds in zip(sizes, repeats, strict=True):
         started = time.perf_counter()
         folder = work / f"scale-{rows}"
         prepare_size(rows, folder)
@@ -411,7 +414,7 @@ def scale(sizes: list[int], repeats: list[int], env: dict[str, str], work: Path,
     return results
 
 
-def _growth(now: float, before: float, rows: int, rows_before: int) -> str:
+def _growth(now: float, before: float, rows: float, rows_before: float) -> str:
     """The factor per 10x rows between two sizes (10.0 is linear)."""
     decades = math.log10(rows / rows_before)
     return f"{(now / before) ** (1 / decades):.1f}x" if decades > 0 and before > 0 else "-"
@@ -422,7 +425,8 @@ def print_scale(results: list[ScaleRow], via: str) -> list[dict[str, Any]]:
            "progress lines)" if via == "run" else "`mlops validate`, `mlops train`, `mlops evaluate` as three commands")
     print(f"\n### Scale: synthetic data, 20 feature columns + target; ours = {how}; "
           f"bare = pandas + scikit-learn compute of the same model; median of the rounds per size\n")
-    print("| rows | rounds | ours s | validate | train | evaluate | bare s | ours ÷ bare | CPU ÷ bare | ours peak MB | bare peak MB "
+    print("| rows | rounds | ours s | validate | train | evaluate | bare s | ours ÷ bare | CPU ÷ bare | ours peak MB "
+          "| bare peak MB "
           "| time growth per 10x rows | peak growth per 10x rows |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     table, previous = [], None
@@ -435,8 +439,9 @@ def print_scale(results: list[ScaleRow], via: str) -> list[dict[str, Any]]:
         growth = ("-", "-") if previous is None else (
             _growth(ours, previous["ours"], size.rows, previous["rows"]),
             _growth(entry["ours_peak_mb"], previous["ours_peak_mb"], size.rows, previous["rows"]))
-        print(f"| {size.rows:,} | {len(size.bare)} | {ours:.2f} | {entry['validate']:.2f} | {entry['train']:.2f} | {entry['evaluate']:.2f} "
-              f"| {bare:.2f} | {entry['ratio']:.2f} | {cpu_ratio:.2f} | {entry['ours_peak_mb']:.0f} | {entry['bare_peak_mb']:.0f} "
+        print(f"| {size.rows:,} | {len(size.bare)} | {ours:.2f} | {entry['validate']:.2f} | {entry['train']:.2f} "
+              f"| {entry['evaluate']:.2f} | {bare:.2f} | {entry['ratio']:.2f} | {cpu_ratio:.2f} "
+              f"| {entry['ours_peak_mb']:.0f} | {entry['bare_peak_mb']:.0f} "
               f"| {growth[0]} | {growth[1]} |")
         table.append(entry)
         previous = entry

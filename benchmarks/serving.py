@@ -29,6 +29,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -78,7 +79,7 @@ def wait_until(url: str, timeout: float, proc: subprocess.Popen) -> float:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - local
+            with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
                     return time.monotonic() - start
         except OSError:
@@ -87,11 +88,13 @@ def wait_until(url: str, timeout: float, proc: subprocess.Popen) -> float:
     raise RuntimeError(f"{url} not ready in {timeout}s")
 
 
-def start(kind: str, model: Path, port: int, env: dict[str, str] | None = None, log: Path | None = None) -> tuple[subprocess.Popen, float]:
+def start(kind: str, model: Path, port: int, env: dict[str, str] | None = None,
+          log: Path | None = None) -> tuple[subprocess.Popen, float]:
     """Start a server (stderr to `log`, if given); return it and seconds from spawn to ready."""
     environ = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
     if kind == "mlflow":
-        cmd = [str(BIN / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+        cmd = [str(BIN / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local", "-h", "127.0.0.1", "-p",
+               str(port)]
         probe = f"http://127.0.0.1:{port}/ping"
     else:
         cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(model), "--port", str(port), "--workers", "2"]
@@ -118,7 +121,7 @@ def stop(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def wrk(url: str, body: dict, clients: int, duration: int) -> dict[str, float]:
+def wrk(url: str, body: dict, clients: int, duration: int) -> dict[str, Any]:
     """One wrk run posting `body`; requests/s, p50/p99 in ms, errors."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -182,7 +185,8 @@ def mlflow_image_estimate_mb(model: Path) -> tuple[float, str]:
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([str(BIN / "mlflow"), "models", "generate-dockerfile", "-m", str(model), "-d", tmp, "--env-manager", "local"],
+        subprocess.run([str(BIN / "mlflow"), "models", "generate-dockerfile", "-m", str(model), "-d", tmp, "--env-manager",
+                        "local"],
                        capture_output=True, check=True)
         dockerfile = (Path(tmp) / "Dockerfile").read_text()
         assert f"pip install mlflow=={mlflow.__version__}" in dockerfile
@@ -193,7 +197,8 @@ def mlflow_image_estimate_mb(model: Path) -> tuple[float, str]:
                        check=True, capture_output=True)
         size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
     nginx = 10  # nginx + its libraries from Debian (apt), approximately
-    return MLFLOW_SLIM_BASE_MB + nginx + size, f"python:3.11-slim {MLFLOW_SLIM_BASE_MB} + nginx ~{nginx} + mlflow venv {size:.0f} MB"
+    return (MLFLOW_SLIM_BASE_MB + nginx + size,
+            f"python:3.11-slim {MLFLOW_SLIM_BASE_MB} + nginx ~{nginx} + mlflow venv {size:.0f} MB")
 
 
 def main() -> int:
@@ -207,7 +212,8 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     model = args.model or train_model(Path(tempfile.mkdtemp()) / "model")
     compile_fast_path(model)
-    cases = [("1 row, 1 client", 1, 1), ("1 row, 8 clients", 1, 8), ("1 row, 64 clients", 1, 64), ("1000 rows, 8 clients", 1000, 8)]
+    cases = [("1 row, 1 client", 1, 1), ("1 row, 8 clients", 1, 8), ("1 row, 64 clients", 1, 64), ("1000 rows, 8 clients", 1000,
+                                                                                                   8)]
     ready = {kind: statistics.median(values) for kind, values in ready_times(model, args.ready_rounds).items()}
     logs = Path(tempfile.mkdtemp())
     started = [start("ours", model, 18301, log=logs / "ours.log"), start("mlflow", model, 18303),
@@ -224,7 +230,8 @@ def main() -> int:
 
     print(f"\nServing benchmark (wrk, {args.duration}s per case, --timeout {WRK_TIMEOUT}, {os.cpu_count()} cores, "
           f"load average at start: {load_before:.2f}; ours: 2 workers; mlflow: its defaults)\n")
-    print("| case | ours req/s | mlflow req/s | ratio | ours p50 / p99 ms | mlflow p50 / p99 ms | p99 ratio | errors ours/mlflow (non-2xx+socket+timeouts) |")
+    print("| case | ours req/s | mlflow req/s | ratio | ours p50 / p99 ms | mlflow p50 / p99 ms | p99 ratio "
+          "| errors ours/mlflow (non-2xx+socket+timeouts) |")
     print("|---|---|---|---|---|---|---|---|")
     def ms(value: float) -> str:
         return f"{value:.1f}" if value == value and value > 0 else "n/a"  # NaN/0: wrk printed no distribution
@@ -240,7 +247,8 @@ def main() -> int:
         ratio = p99_ratio(name)
         times = f"{a['rps'] / b['rps']:.1f}x" if b["rps"] > 0 else "n/a (mlflow: no response)"
         print(f"| {label} | {a['rps'] * unit:,.0f} | {b['rps'] * unit:,.0f} | {times} | "
-              f"{ms(a['p50'])} / {ms(a['p99'])} | {ms(b['p50'])} / {ms(b['p99'])} | {'n/a' if ratio != ratio else f'{ratio:.3f}'} | "
+              f"{ms(a['p50'])} / {ms(a['p99'])} | {ms(b['p50'])} / {ms(b['p99'])} | "
+              f"{'n/a' if ratio != ratio else f'{ratio:.3f}'} | "
               f"{a['errors']}/{b['errors']} |")
     print(f"| ready after start (s, median of {args.ready_rounds}) | {ready['ours']:.2f} | {ready['mlflow']:.2f} | "
           f"{ready['ours'] / ready['mlflow']:.2f} | | | | |")
@@ -258,9 +266,9 @@ def main() -> int:
     if not args.skip_image_estimate:
         estimate, how = mlflow_image_estimate_mb(model)
         ours_txt = f"{size:.0f} MB" if size else "n/a (pass --image)"
-        ratio = f" = {size / estimate:.2f}x" if size else ""
+        image_ratio = f" = {size / estimate:.2f}x" if size else ""
         print(f"Image: ours {ours_txt}; mlflow build-docker estimated {estimate:.0f} MB ({how}; not buildable here: "
-              f"its base image is on Docker Hub){ratio}")
+              f"its base image is on Docker Hub){image_ratio}")
         if size:
             goals.append(("image <= 1/3 of mlflow build-docker (estimated)", size / estimate, "<=", 1 / 3))
     print("\nGoals (issue 4):")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up a machine to run the test suite: the Python venv with the test extras and, when run as
-# root on Debian/Ubuntu, the engines the end-to-end tests start (Docker engine, registry,
-# Prometheus, wrk, debootstrap for the air-gapped base image, skopeo). Idempotent.
+# Set up a machine to run the test suite: the Python venv with the test extras at the versions
+# locked in requirements.txt and, when run as root on Debian/Ubuntu, the engines the end-to-end
+# tests start (Docker engine, registry, Prometheus, wrk, debootstrap for the air-gapped base
+# image, skopeo). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +23,5 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[serve,test]'
+.venv/bin/python -m pip install -q -c requirements.txt -e '.[serve,test]'  # requirements.txt: the lock
 echo "setup: ready; run the tests with .venv/bin/python -m pytest"

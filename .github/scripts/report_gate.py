@@ -35,8 +35,8 @@ MAX_META_BYTES = 2_048
 FORMAT_VERSION = 1
 # No <pre>, <script>, <style>, <textarea>: they open HTML blocks that run across blank lines.
 ALLOWED_TAGS = frozenset(
-    "details summary sub sup br b i em strong code kbd p hr blockquote ul ol li "
-    "table thead tbody tr th td h1 h2 h3 h4 h5 h6".split()
+    ["details", "summary", "sub", "sup", "br", "b", "i", "em", "strong", "code", "kbd", "p", "hr", "blockquote", "ul", "ol",
+     "li", "table", "thead", "tbody", "tr", "th", "td", "h1", "h2", "h3", "h4", "h5", "h6"]
 )
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 # CommonMark fences: at most 3 spaces, then 3+ backticks (info string without backticks) or 3+
@@ -48,7 +48,7 @@ _FENCE_LIKE = re.compile(r"^[ \t>*+\-0-9.)]*(```|~~~)")
 _CONTAINER_PREFIX = re.compile(r"^[ \t>*+\-0-9.)]*")
 _TAG = re.compile(r"<\s*/?\s*([A-Za-z][A-Za-z0-9-]*)")
 _IMAGE = re.compile(r"!\[")  # any image, inline, reference or shortcut
-_INLINE_TAGS = frozenset("sub sup br b i em strong code kbd".split())
+_INLINE_TAGS = frozenset(["sub", "sup", "br", "b", "i", "em", "strong", "code", "kbd"])
 _LONE_TAG = re.compile(r"^<[^<>]*>\s*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -209,7 +209,7 @@ def trusted_prs(event: dict[str, Any], api_url: str, repository: str, token: str
         headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
                  **({"Authorization": f"Bearer {token}"} if token else {})},
     )
-    with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310 - the GitHub API URL
+    with urllib.request.urlopen(request, timeout=20) as response:
         pulls = json.load(response)
     return {pr["number"] for pr in pulls if (pr.get("head") or {}).get("sha") == head_sha}
 
@@ -231,7 +231,8 @@ def check(artifact: Path, event: dict[str, Any], out: Path, api_url: str, reposi
     if not numbers:
         raise Refused("no open pull request matches the triggering run's head commit")
     if meta["pr"] not in numbers:
-        raise Refused(f"{META}: pr {meta['pr']} is not the triggering run's pull request ({', '.join(map(str, sorted(numbers)))})")
+        raise Refused(f"{META}: pr {meta['pr']} is not the triggering run's pull request "
+                      f"({', '.join(map(str, sorted(numbers)))})")
     out.mkdir(parents=True, exist_ok=True)
     vetted = out / REPORT
     vetted.write_bytes(raw)

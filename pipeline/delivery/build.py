@@ -144,6 +144,17 @@ def requirements(model_dir: Path) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
+def lock_constraints(lock: Path, pins: str) -> str:
+    """The repository's lock file as pip constraints for the image, minus the packages `pins` names.
+
+    The transitive dependencies come out at the locked versions; the model's own pins
+    (scikit-learn as trained) win over the lock. Empty when the package runs without its lock.
+    """
+    pinned = {line.split("==")[0].lower() for line in pins.splitlines()}
+    lines = lock.read_text().splitlines() if lock.is_file() else []
+    return "".join(f"{line}\n" for line in lines if "==" in line and line.split("==")[0].strip().lower() not in pinned)
+
+
 def stage_app(app: Path) -> Path:
     """The code the image runs, into `app` (the image's PYTHONPATH): the runtime `pipeline/serving`
     with its import-free parent `pipeline/__init__.py`, and the `model` plug-in, whose custom
@@ -163,7 +174,9 @@ def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "inf
     stage_app(dest / "app")
     shutil.copytree(model_dir, dest / "artifacts" / "model", ignore=_IGNORE)
     write(from_config(config), dest / "artifacts" / "contract.json")
-    (dest / "requirements.txt").write_text(requirements(model_dir))
+    pins = requirements(model_dir)
+    (dest / "requirements.txt").write_text(pins)
+    (dest / "constraints.txt").write_text(lock_constraints(REPO / "requirements.txt", pins))
     shutil.copy(infra / "docker" / "Dockerfile", dest / "Dockerfile")
     return dest
 

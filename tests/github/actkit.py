@@ -48,7 +48,7 @@ _IGNORE_AT_TOP = {".git", ".venv", ".mlops", "outputs", "build"}
 TOOLS = ("actionlint", "shellcheck", "zizmor", "check-jsonschema")
 
 
-def COPY_IGNORE(folder: str, names: list[str]) -> set[str]:  # noqa: N802 - used like shutil.ignore_patterns
+def COPY_IGNORE(folder: str, names: list[str]) -> set[str]:
     """What a fresh clone would not have: local state at the top, caches anywhere."""
     ignored = set(_IGNORE_ANYWHERE(folder, names))
     if Path(folder).resolve() == REPO:
@@ -133,7 +133,8 @@ def copy_repo(dest: Path, source: Path = REPO) -> Path:
 
 
 def head_sha(repo: Path) -> str:
-    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def pull_request_event(repo: Path, number: int = 7, fork: bool = False, owner: str = "acme", name: str = "model") -> dict:
@@ -167,7 +168,8 @@ def workflow_run_event(pr_event: dict, run_id: int, conclusion: str = "success")
             "head_branch": pr["head"]["ref"],
             "head_repository": {"full_name": pr["head"]["repo"]["full_name"], "owner": {"login": head_owner}},
             # GitHub lists no pull requests for runs from forks
-            "pull_requests": [] if fork else [{"number": pr["number"], "head": {"sha": pr["head"]["sha"], "ref": pr["head"]["ref"]}}],
+            "pull_requests": [] if fork else [{"number": pr["number"], "head": {"sha": pr["head"]["sha"],
+                                                                                "ref": pr["head"]["ref"]}}],
         },
         "repository": pr_event["repository"],
     }
@@ -219,13 +221,15 @@ def run_act(repo: Path, event_name: str, event: dict, *, state: Path, venv_bin: 
         cmd += ["--var", f"{key}={value}"]
     cmd += extra_args or []
     process_env = {
-        "PATH": os.pathsep.join([str(venv_bin), str(STAND_INS / "bin"), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]),
+        "PATH": os.pathsep.join([str(venv_bin), str(STAND_INS / "bin"), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+                                 "/usr/bin", "/sbin", "/bin"]),
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "DOCKER_HOST": os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
     }
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=repo, env=process_env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=repo, env=process_env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout)
     log = proc.stdout + proc.stderr
     (workdir / f"{event_name}-{int(time.time() * 1000)}.log").write_text(log)
     return ActResult(proc.returncode, log, time.perf_counter() - started, state)
@@ -233,7 +237,7 @@ def run_act(repo: Path, event_name: str, event: dict, *, state: Path, venv_bin: 
 
 def load_yaml(path: Path) -> dict:
     """YAML as GitHub reads it (the `on` key stays a string)."""
-    data = yaml.load(path.read_text(), Loader=_GitHubLoader)  # noqa: S506 - SafeLoader subclass
+    data = yaml.load(path.read_text(), Loader=_GitHubLoader)
     return data
 
 
@@ -266,7 +270,7 @@ class FakeGitHubAPI:
         self.requests: list[tuple[str, str | None]] = []
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 api.requests.append((self.path, self.headers.get("Authorization")))
                 answer = api.pulls if self.path.startswith(f"/repos/{repository}/pulls?") else []
                 body = json.dumps(answer).encode()
@@ -283,7 +287,7 @@ class FakeGitHubAPI:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
 
-    def __enter__(self) -> "FakeGitHubAPI":
+    def __enter__(self) -> FakeGitHubAPI:
         self._thread.start()
         return self
 

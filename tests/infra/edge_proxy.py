@@ -11,6 +11,7 @@ tries the next backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -60,10 +61,8 @@ class EdgeProxy:
 
     def _discover(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(Exception):
                 self.backends = self._healthy_backends()
-            except Exception:  # noqa: BLE001 - keep the last known backends on a transient API error
-                pass
             time.sleep(0.25)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -74,10 +73,8 @@ class EdgeProxy:
         except (ConnectionError, OSError):
             pass
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 writer.close()
-            except OSError:
-                pass
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         backends = list(self.backends)
@@ -86,7 +83,7 @@ class EdgeProxy:
             address = backends[(start + attempt) % len(backends)]
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(address, self.target_port), 2)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 continue
             await asyncio.gather(self._pipe(client_reader, writer), self._pipe(reader, client_writer))
             return
@@ -102,7 +99,7 @@ class EdgeProxy:
         while not self._stop.is_set():
             await asyncio.sleep(0.1)
 
-    def __enter__(self) -> "EdgeProxy":
+    def __enter__(self) -> EdgeProxy:
         for thread in self._threads:
             thread.start()
         return self

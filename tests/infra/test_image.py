@@ -9,7 +9,8 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -120,7 +121,7 @@ def test_bad_requests_in_the_container(container: dict, name, body, content_type
 
 def _query(prometheus: str, expr: str) -> list[dict[str, Any]]:
     url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - local
+    with urllib.request.urlopen(url, timeout=5) as resp:
         return json.loads(resp.read())["data"]["result"]
 
 

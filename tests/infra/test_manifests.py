@@ -70,7 +70,8 @@ def test_production_is_larger_than_staging() -> None:
     staging = {d["kind"]: d for d in yaml.safe_load_all(render("staging"))}
     production = {d["kind"]: d for d in yaml.safe_load_all(render("production"))}
     assert production["Deployment"]["spec"]["replicas"] > staging["Deployment"]["spec"]["replicas"]
-    assert production["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] > staging["HorizontalPodAutoscaler"]["spec"]["maxReplicas"]
+    hpa = "HorizontalPodAutoscaler"
+    assert production[hpa]["spec"]["maxReplicas"] > staging[hpa]["spec"]["maxReplicas"]
 
 
 FAKE_KUBECTL = """#!/bin/sh
@@ -93,7 +94,8 @@ def test_kubernetes_deploy_undoes_a_failed_rollout(tmp_path: Path) -> None:
     kubectl.chmod(kubectl.stat().st_mode | stat.S_IEXEC)
     log = tmp_path / "calls.log"
     env = {"PATH": f"{kubectl.parent}:{os.environ['PATH']}", "KUBECTL_LOG": str(log), "REAL_KUBECTL": bin_path("kubectl")}
-    result = mlops("deploy", "--target", "kubernetes", "--env", "production", "--image", "registry.example/model@sha256:" + "a" * 64, env=env)
+    result = mlops("deploy", "--target", "kubernetes", "--env", "production", "--image",
+                   "registry.example/model@sha256:" + "a" * 64, env=env)
     assert result.returncode == 1
     assert "rollout undo" in result.stderr and "model-production" in result.stderr
     calls = log.read_text().splitlines()

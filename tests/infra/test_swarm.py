@@ -11,8 +11,8 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -56,7 +56,7 @@ class LoadGenerator:
                         self.versions.add(str(version))
                 time.sleep(0.01)
 
-    def __enter__(self) -> "LoadGenerator":
+    def __enter__(self) -> LoadGenerator:
         for worker in self._workers:
             worker.start()
         return self

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import pytest
+
 from pipeline.cli import main
 
 Edit = Callable[[pd.DataFrame], pd.DataFrame]
@@ -85,11 +86,17 @@ def not_sexed(df: pd.DataFrame) -> pd.DataFrame:
     [
         (lambda df: df.drop(columns=["island"]), "column 'island': missing_column"),
         (lambda df: df.assign(notes="x"), "column 'notes': extra_column"),
-        (with_value("body_mass_g", 16, "heavy"), "column 'body_mass_g': type: expected float values, observed 1 row not float (first: line 18 = 'heavy')"),
-        (lambda df: df.assign(delta_15n=[""] * 60 + list(df["delta_15n"][60:])), "column 'delta_15n': max_null_rate: expected at most 10.0% nulls"),
-        (with_value("species", 3, "Emperor"), "column 'species': allowed: expected one of [Adelie, Chinstrap, Gentoo], observed 1 row with unseen values (first: line 5 = 'Emperor')"),
-        (with_value("body_mass_g", 16, "9999"), "column 'body_mass_g': range: expected values in [2000, 7000], observed 1 row outside (first: line 18 = 9999.0)"),
-        (lambda df: pd.concat([df, df.iloc[:20].assign(sample_id=[f"copy-{i}" for i in range(20)])]), "duplicates: expected at most 0.0% duplicate rows (ignoring 'sample_id')"),
+        (with_value("body_mass_g", 16, "heavy"),
+         "column 'body_mass_g': type: expected float values, observed 1 row not float (first: line 18 = 'heavy')"),
+        (lambda df: df.assign(delta_15n=[""] * 60 + list(df["delta_15n"][60:])),
+         "column 'delta_15n': max_null_rate: expected at most 10.0% nulls"),
+        (with_value("species", 3, "Emperor"),
+         "column 'species': allowed: expected one of [Adelie, Chinstrap, Gentoo], "
+         "observed 1 row with unseen values (first: line 5 = 'Emperor')"),
+        (with_value("body_mass_g", 16, "9999"),
+         "column 'body_mass_g': range: expected values in [2000, 7000], observed 1 row outside (first: line 18 = 9999.0)"),
+        (lambda df: pd.concat([df, df.iloc[:20].assign(sample_id=[f"copy-{i}" for i in range(20)])]),
+         "duplicates: expected at most 0.0% duplicate rows (ignoring 'sample_id')"),
         (not_sexed, "column 'sex': classes: expected at least 2 classes in the target, observed 1 class (male)"),
         (lambda df: df.drop(columns=["sex"]), "column 'sex': target: expected target column 'sex' (data.target) present"),
         (with_value("sample_id", 5, "PAL0708-adelie-1"), "column 'sample_id': unique"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pipeline.config import load_config
 from pipeline.errors import PipelineError
 
@@ -36,9 +37,12 @@ def test_bundled_config_loads_with_derived_features():
         (lambda c: c["evaluate"]["gates"][0].update(metric="f2"), "evaluate.gates.0.metric: unknown metric 'f2'"),
         (lambda c: c["evaluate"]["champion"].update(metric="rmse"), "evaluate.champion.metric: unknown metric 'rmse'"),
         (lambda c: c["data"].update(positive_class="Male"), "data.positive_class 'Male' is not one of"),
-        (lambda c: c["evaluate"]["behaviour"]["directional"][0].update(column="body_mass"), "evaluate.behaviour.directional.0.column: 'body_mass'"),
-        (lambda c: c["evaluate"]["behaviour"]["invariance"][0].update(values=["Mars"]), "evaluate.behaviour.invariance.0.values: ['Mars']"),
-        (lambda c: c["evaluate"]["behaviour"]["minimum"][0]["row"].update(body_mass=5000), "evaluate.behaviour.minimum.0.row: ['body_mass']"),
+        (lambda c: c["evaluate"]["behaviour"]["directional"][0].update(column="body_mass"),
+         "evaluate.behaviour.directional.0.column: 'body_mass'"),
+        (lambda c: c["evaluate"]["behaviour"]["invariance"][0].update(values=["Mars"]),
+         "evaluate.behaviour.invariance.0.values: ['Mars']"),
+        (lambda c: c["evaluate"]["behaviour"]["minimum"][0]["row"].update(body_mass=5000),
+         "evaluate.behaviour.minimum.0.row: ['body_mass']"),
         (lambda c: c.update(task="regression"), "task regression needs a numeric target"),
     ],
 )
@@ -51,7 +55,7 @@ def test_config_mistakes_name_the_key(make_config, mutate, expected):
 
 
 def test_missing_config_file_is_named(tmp_path):
-    with pytest.raises(PipelineError, match="nowhere.yaml: config file not found"):
+    with pytest.raises(PipelineError, match=r"nowhere.yaml: config file not found"):
         load_config(tmp_path / "nowhere.yaml")
 
 

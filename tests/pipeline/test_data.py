@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from pipeline.config import Config
 from pipeline.data import line_of, read_table, split
 from pipeline.errors import PipelineError
@@ -75,7 +76,7 @@ def test_broken_files_raise_one_clear_message(tmp_path, content, message):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(PipelineError, match="nope.csv: file not found"):
+    with pytest.raises(PipelineError, match=r"nope.csv: file not found"):
         read_table(tmp_path / "nope.csv", tiny_config())
 
 
@@ -94,7 +95,7 @@ def test_split_is_seeded_stratified_and_disjoint():
 
 def test_split_refuses_a_class_it_cannot_stratify():
     df = labelled().assign(label=["yes"] + ["no"] * 39)
-    with pytest.raises(PipelineError, match="'label'.*>= 2 classes with >= 2 rows"):
+    with pytest.raises(PipelineError, match=r"'label'.*>= 2 classes with >= 2 rows"):
         split(tiny_config(), df)
 
 
@@ -108,5 +109,5 @@ def test_regression_split_is_seeded_and_sized():
 
 def test_split_keeps_class_shares_at_scale():
     df = pd.DataFrame({"id": range(100_000), "label": ["yes"] * 10_000 + ["no"] * 90_000})
-    train, test = split(tiny_config(), df)
+    _, test = split(tiny_config(), df)
     assert len(test) == 25_000 and (test["label"] == "yes").sum() == 2_500

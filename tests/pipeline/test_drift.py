@@ -9,10 +9,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
+
 from pipeline.cli import main
 from pipeline.config import DriftConfig
 from pipeline.drift import categorical_drift, chi2_test, feature_drift, ks_test, numeric_bins, proportions, psi
-from scipy import stats
 
 
 def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift():

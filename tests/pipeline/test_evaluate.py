@@ -29,7 +29,7 @@ def trained(make_config):
 
 
 def test_bundled_model_passes_every_check_without_champion(trained):
-    config, data, result = trained()
+    config, _, result = trained()
     outcome = evaluate(config, result.model, result.test)
     assert outcome["passed"], outcome["failures"]
     assert outcome["champion"]["note"] == "no champion found: comparison passes"
@@ -47,7 +47,7 @@ def test_gate_above_reach_fails_and_names_the_metric(trained):
 
 def test_champion_comparison_fails_when_challenger_regresses(trained):
     config, data, strong = trained()
-    weak_config, _, weak = trained(lambda raw: raw["train"].update(estimator="linear", params={"C": 0.0005}))
+    _, _, weak = trained(lambda raw: raw["train"].update(estimator="linear", params={"C": 0.0005}))
     _, test = split(config, data)
     ok = evaluate(config, strong.model, test, champion=weak.model, champion_source="weak")
     assert ok["champion"]["passed"] and ok["champion"]["delta"] > 0
@@ -87,8 +87,10 @@ def test_regression_task_reports_residuals(trained):
         raw["data"]["target"] = "body_mass_g"
         raw["data"].pop("positive_class")
         raw["validate"]["columns"]["sex"] = {"type": "category", "allowed": ["female", "male"]}
-        raw["evaluate"] = {"gates": [{"metric": "r2", "threshold": 0.7}, {"metric": "rmse", "threshold": 500, "direction": "lower"}],
-                           "behaviour": {"directional": [{"name": "longer flippers, heavier", "column": "flipper_length_mm", "delta": 20, "expect": "increase", "min_rate": 0.6}]}}
+        raw["evaluate"] = {"gates": [{"metric": "r2", "threshold": 0.7}, {"metric": "rmse", "threshold": 500,
+                                                                          "direction": "lower"}],
+                           "behaviour": {"directional": [{"name": "longer flippers, heavier", "column": "flipper_length_mm",
+                                                          "delta": 20, "expect": "increase", "min_rate": 0.6}]}}
 
     config, _, result = trained(regression)
     outcome = evaluate(config, result.model, result.test)

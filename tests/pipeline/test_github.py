@@ -56,9 +56,11 @@ def test_failed_model_tests_point_at_the_entry_that_declares_them() -> None:
 def test_step_outputs_read_the_result_the_step_wrote(tmp_path: Path) -> None:
     (tmp_path / "validate.json").write_text('{"passed": false}')
     step = get("validate")
-    assert github.step_outputs(tmp_path / step.result_file, step.action_outputs) == {"passed": "false", "result": str(tmp_path / "validate.json")}
+    expected = {"passed": "false", "result": str(tmp_path / "validate.json")}
+    assert github.step_outputs(tmp_path / step.result_file, step.action_outputs) == expected
     report = get("report")
-    assert github.step_outputs(tmp_path / report.result_file, report.action_outputs) == {"verdict": "", "report": "", "summary": ""}
+    empty = {"verdict": "", "report": "", "summary": ""}
+    assert github.step_outputs(tmp_path / report.result_file, report.action_outputs) == empty
 
 
 def test_summary_lists_problems_or_carries_the_report(tmp_path: Path) -> None:

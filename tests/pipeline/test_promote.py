@@ -17,7 +17,8 @@ from pipeline.promote import promote
 
 @pytest.fixture()
 def trained(repo_copy):
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run"], cwd=repo_copy, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "run"], cwd=repo_copy, capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stderr
     config = load_config(repo_copy / "mlops.yaml")
     tracking.configure(config)
@@ -82,7 +83,8 @@ db = sqlite3.connect(sys.argv[1], isolation_level=None)
 db.execute("PRAGMA cache_size=1")  # spill every page to the file, so the journal is written
 db.execute("BEGIN EXCLUSIVE")
 db.execute("UPDATE registered_model_aliases SET version = 99")
-db.execute("CREATE TABLE filler AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) SELECT i FROM n")
+db.execute("CREATE TABLE filler AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
+           "SELECT i FROM n")
 os.kill(os.getpid(), signal.SIGKILL)  # killed mid-transaction: a hot journal stays behind
 """
 

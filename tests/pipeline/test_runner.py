@@ -97,7 +97,8 @@ def test_promote_moves_champion_only_after_passing_gates(repo_copy):
     failed = mlops(repo_copy, "run")
     assert failed.returncode == 1
     assert "gate accuracy" in failed.stderr
-    assert "models:/penguins-sex@champion (version 1)" in json.loads((repo_copy / "outputs" / "evaluate.json").read_text())["champion"]["source"]
+    champion = json.loads((repo_copy / "outputs" / "evaluate.json").read_text())["champion"]
+    assert "models:/penguins-sex@champion (version 1)" in champion["source"]
     refused = mlops(repo_copy, "promote")
     assert refused.returncode == 1
     assert "champion stays at version 1" in refused.stderr
@@ -129,7 +130,8 @@ def test_regression_task_runs_end_to_end(repo_copy):
             "gates": [{"metric": "r2", "threshold": 0.7}, {"metric": "rmse", "threshold": 450, "direction": "lower"}],
             "slices": [{"column": "species", "metric": "mae", "max": 450}],
             "champion": {"metric": "rmse", "direction": "lower", "tolerance": 25},
-            "behaviour": {"directional": [{"name": "longer flippers, heavier", "column": "flipper_length_mm", "delta": 15, "expect": "increase", "min_rate": 0.6}]},
+            "behaviour": {"directional": [{"name": "longer flippers, heavier", "column": "flipper_length_mm", "delta": 15,
+                                           "expect": "increase", "min_rate": 0.6}]},
         }
 
     edit_config(repo_copy, regression)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+
 from pipeline.config import ColumnSpec, Config
 from pipeline.validate import allowed_null_rate, problem_lines, validate
 

@@ -16,9 +16,9 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 import tarfile
 import time
+import uuid
 from pathlib import Path
 
 
@@ -93,7 +93,8 @@ def cache_save(paths_text: str, key: str) -> int:
             tar.add(root, arcname=str(number), filter=keep)
     if not saved:
         archive.unlink()
-        print("::warning::Path Validation Error: Path(s) specified in the action for caching do(es) not exist, hence no cache is being saved.")
+        print("::warning::Path Validation Error: Path(s) specified in the action for caching do(es) not exist, "
+              "hence no cache is being saved.")
         return 0
     index[key] = {"file": archive.name, "paths": includes, "time": time.time()}
     index_path.write_text(json.dumps(index, indent=1))
@@ -272,9 +273,9 @@ def metadata() -> int:
     images = _items(env("IN_IMAGES", ""))
     sha, ref = env("GITHUB_SHA", ""), env("GITHUB_REF", "")
     version, tags = metadata_tags(images, _items(env("IN_TAGS", "")), sha, ref)
-    labels = metadata_labels(version, sha, _items(env("IN_LABELS", "")), dt.datetime.now(dt.timezone.utc))
+    labels = metadata_labels(version, sha, _items(env("IN_LABELS", "")), dt.datetime.now(dt.UTC))
     annotations = [f"manifest:{label}" for label in metadata_labels(version, sha, _items(env("IN_ANNOTATIONS", "")),
-                                                                     dt.datetime.now(dt.timezone.utc))]
+                                                                     dt.datetime.now(dt.UTC))]
     print("stand-in metadata: tags\n  " + "\n  ".join(tags) + "\nlabels\n  " + "\n  ".join(labels))
     set_output(version=version, tags=env("IN_SEP_TAGS", "\n").join(tags), labels=env("IN_SEP_LABELS", "\n").join(labels),
                annotations="\n".join(annotations),

@@ -99,7 +99,8 @@ def test_context_stages_what_the_dockerfile_copies_and_outputs_args_and_labels(t
     assert labels["org.opencontainers.image.base.name"] == "local/python-base:3.11"
     assert labels["org.opencontainers.image.created"] == build_args["CREATED"]
     assert labels["org.opencontainers.image.source"] == "https://github.com/Acme/Model"
-    assert outputs["secret-files"] in ("", *(f"pipca={c}" for c in ("/etc/ssl/certs/ca-certificates.crt", os.environ.get("PIP_CERT", ""),
+    assert outputs["secret-files"] in ("", *(f"pipca={c}" for c in ("/etc/ssl/certs/ca-certificates.crt",
+                                                                    os.environ.get("PIP_CERT", ""),
                                                                    os.environ.get("SSL_CERT_FILE", ""))))
 
     # the same in outputs/build.json, and the log shows what a builder gets
@@ -166,4 +167,5 @@ def test_deploy_renders_the_forks_own_overlay(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "infra" / "k8s" / "overlays" / "staging").mkdir(parents=True)
     deploy.render_overlay("staging", None, tmp_path)
     deploy.render_overlay("staging", None, tmp_path / "no-infra-here")
-    assert rendered == [str(tmp_path / "infra" / "k8s" / "overlays" / "staging"), str(REPO / "infra" / "k8s" / "overlays" / "staging")]
+    assert rendered == [str(tmp_path / "infra" / "k8s" / "overlays" / "staging"),
+                        str(REPO / "infra" / "k8s" / "overlays" / "staging")]
