@@ -48,8 +48,8 @@ def train_model(dest: Path) -> Path:
     from mlflow.models import infer_signature
 
     from model import build_model
-    from pipeline.train import model_spec
     from pipeline.config import load_config
+    from pipeline.train import model_spec
 
     config = load_config(REPO / "mlops.yaml")
     frame = pd.read_csv(REPO / config.data.path)

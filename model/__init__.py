@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["ModelSpec", "build_model", "requirements", "trusted_types"]
 
 
-def build_model(spec: ModelSpec) -> "Pipeline":
+def build_model(spec: ModelSpec) -> Pipeline:
     """Features followed by the spec's estimator, unfitted.
 
     Raises:

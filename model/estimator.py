@@ -13,8 +13,9 @@ list it in `requirements` and add an optional extra of the same name to pyprojec
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
@@ -100,7 +101,7 @@ def declared(name: str) -> Estimator:
     return ESTIMATORS[name]
 
 
-def _resolve(name: str, record: Estimator, factory: Factory) -> Callable[..., "BaseEstimator"]:
+def _resolve(name: str, record: Estimator, factory: Factory) -> Callable[..., BaseEstimator]:
     """Import a "module:Class" factory; a missing optional package says how to install it."""
     if not isinstance(factory, str):
         return factory
@@ -114,11 +115,11 @@ def _resolve(name: str, record: Estimator, factory: Factory) -> Callable[..., "B
         packages = " ".join(record.requirements) or root
         install = f"pip install -e '.[{record.extra}]'" if record.extra else f"pip install {packages}"
         raise ValueError(f"train.estimator: {name!r} needs the package {packages}: {install}") from None
-    cls: Callable[..., "BaseEstimator"] = getattr(module, attribute)
+    cls: Callable[..., BaseEstimator] = getattr(module, attribute)
     return cls
 
 
-def build_estimator(spec: "ModelSpec") -> "BaseEstimator":
+def build_estimator(spec: ModelSpec) -> BaseEstimator:
     """The unfitted estimator the spec names; unknown names or parameters fail naming the key."""
     record = declared(spec.estimator)
     factory = record.factories.get(spec.task)

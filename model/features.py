@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 TRUSTED_TYPES: tuple[str, ...] = ("numpy.dtype",)
 
 
-def build_features(spec: "ModelSpec") -> "ColumnTransformer":
+def build_features(spec: ModelSpec) -> ColumnTransformer:
     """The preprocessing step. FORK: add derived features or change encoders here."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer

@@ -6,8 +6,9 @@ pipeline builds it from mlops.yaml (`pipeline.train.model_spec`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 TASKS = ("classification", "regression")
 

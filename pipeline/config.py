@@ -168,7 +168,7 @@ class Config(Strict):
         return value
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Config":
+    def _cross_checks(self) -> Config:
         columns = self.validate_.columns
         if self.data.target not in columns:
             raise ValueError(f"data.target {self.data.target!r} is not declared in validate.columns")

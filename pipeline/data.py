@@ -209,7 +209,7 @@ def split_indices(config: Config, df: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     codes, classes = pd.factorize(labels, sort=True)
     counts = np.bincount(codes, minlength=len(classes))
     if len(classes) < 2 or counts.min() < 2:
-        observed = {str(c): int(k) for c, k in zip(classes, counts)}
+        observed = {str(c): int(k) for c, k in zip(classes, counts, strict=False)}
         raise PipelineError(f"column {target!r}: a stratified split needs >= 2 classes with >= 2 rows each, observed {observed}")
     per_class = _allocate(counts, n_test)
     order = rng.permutation(n)

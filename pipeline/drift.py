@@ -141,7 +141,7 @@ def feature_drift(current: pd.Series, reference: pd.Series, numeric: bool, setti
         ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(float)
     else:
         cur, ref = current.dropna().astype(str), reference.dropna().astype(str)
-    rows = {"rows": int(len(cur)), "reference_rows": int(len(ref))}
+    rows = {"rows": len(cur), "reference_rows": len(ref)}
     if len(cur) == 0 or len(ref) == 0:
         return {"kind": "numeric" if numeric else "categorical", **rows, "drifted": False, "skipped": "no non-null values"}
     stats = numeric_drift(cur, ref, settings.bins) if numeric else categorical_drift(cur, ref)
@@ -161,10 +161,10 @@ def drift_report(config: Config, data: pd.DataFrame, reference: pd.DataFrame) ->
     columns = config.validate_.columns
     features: dict[str, Any] = {}
     missing: list[str] = []
-    totals = {"rows": int(len(data)), "reference_rows": int(len(reference))}
+    totals = {"rows": len(data), "reference_rows": len(reference)}
     names = [n for n in config.feature_columns if n in data.columns and n in reference.columns]
     data, reference = sample_rows(data[names], config.seed), sample_rows(reference[names], config.seed + 1)
-    sampled = {"rows": int(len(data)), "reference_rows": int(len(reference))}
+    sampled = {"rows": len(data), "reference_rows": len(reference)}
     for name in config.feature_columns:
         if name not in data.columns or name not in reference.columns:
             missing.append(name)

@@ -110,7 +110,7 @@ def error_summary(predictions: Predictions) -> dict[str, Any]:
         return {"confusion_matrix": confusion(predictions)}
     residuals = predictions.truth - predictions.predicted
     quantiles = np.quantile(residuals, [0.05, 0.25, 0.5, 0.75, 0.95]).tolist() if len(residuals) else []
-    return {"residuals": {"mean": float(np.mean(residuals)), "std": float(np.std(residuals)), "quantiles": dict(zip(["p5", "p25", "p50", "p75", "p95"], quantiles))}}
+    return {"residuals": {"mean": float(np.mean(residuals)), "std": float(np.std(residuals)), "quantiles": dict(zip(["p5", "p25", "p50", "p75", "p95"], quantiles, strict=False))}}
 
 
 def evaluate(config: Config, model: Any, test: pd.DataFrame, champion: Any = None, champion_source: str | None = None) -> dict[str, Any]:

@@ -32,7 +32,7 @@ class Predictions:
     classes: tuple[str, ...] = ()
     positive: int | None = None  # code of the positive class
 
-    def subset(self, rows: np.ndarray) -> "Predictions":
+    def subset(self, rows: np.ndarray) -> Predictions:
         proba = None if self.proba is None else self.proba[rows]
         return Predictions(self.task, self.truth[rows], self.predicted[rows], proba, self.classes, self.positive)
 

@@ -94,7 +94,7 @@ def metrics_section(config: Config, evaluate: dict[str, Any]) -> list[str]:
         mark = "" if gate is None else f"{PASS if gate['passed'] else FAIL} {'≥' if gate['direction'] == 'higher' else '≤'} {gate['threshold']}"
         rows.append(f"| {name} | {value:.4f} | {'' if old is None else f'{old:.4f}'} | {delta} | {mark} |")
     chart = mermaid_metrics(metrics, champion, names)
-    return rows + ["", chart, ""] if chart else rows + [""]
+    return [*rows, "", chart, ""] if chart else [*rows, ""]
 
 
 def checks_section(evaluate: dict[str, Any]) -> list[str]:
@@ -116,7 +116,7 @@ def checks_section(evaluate: dict[str, Any]) -> list[str]:
     lines.append(f"| behavioural tests | {_mark(all(b['passed'] for b in behaviour))} | {sum(b['passed'] for b in behaviour)}/{len(behaviour)} passed |")
     slices = evaluate.get("slices", [])
     lines.append(f"| slices | {_mark(all(s['passed'] for s in slices))} | {sum(s['passed'] for s in slices)}/{len(slices)} passed |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def validation_section(validate: dict[str, Any]) -> list[str]:
@@ -163,7 +163,7 @@ def errors_section(evaluate: dict[str, Any]) -> list[str]:
     if "confusion_matrix" in evaluate:
         cm = evaluate["confusion_matrix"]
         body = ["| actual \\ predicted | " + " | ".join(_text(label) for label in cm["labels"]) + " |", "|---|" + "---:|" * len(cm["labels"])]
-        body += [f"| **{_text(label)}** | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(cm["labels"], cm["matrix"])]
+        body += [f"| **{_text(label)}** | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(cm["labels"], cm["matrix"], strict=False)]
         return _details("Confusion matrix", body)
     res = evaluate.get("residuals") or {}
     body = [f"mean {_num(res.get('mean'))}, std {_num(res.get('std'))}", "", "| quantile | residual |", "|---|---:|"]

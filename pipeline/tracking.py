@@ -206,7 +206,7 @@ def load_model(uri: str) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return mlflow.sklearn.load_model(uri)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad location
+    except Exception as exc:
         raise PipelineError(f"cannot load model from {uri}: {type(exc).__name__}: {exc}") from None
 
 

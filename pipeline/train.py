@@ -17,7 +17,6 @@ from pipeline.data import split
 from pipeline.errors import PipelineError
 from pipeline.metrics import score
 
-
 NUMERIC_TYPES = {"int", "float"}
 
 

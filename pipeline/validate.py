@@ -84,7 +84,7 @@ def validate(config: Config, data: pd.DataFrame, reference: pd.DataFrame | None,
         drift = _check_drift(config, df, reference, out)
     return {
         "passed": not out.problems,
-        "rows": int(len(df)),
+        "rows": len(df),
         "source": source,
         "row_numbers": "file lines: the header is line 1, the first data row line 2",
         "problems": out.problems,
@@ -439,7 +439,7 @@ def _check_leakage(config: Config, df: pd.DataFrame, hashes: _RowHashes, out: _C
     except PipelineError as exc:
         result["split"] = f"skipped: {exc}"
         return result
-    result["split"] = {"train_rows": int(len(train)), "test_rows": int(len(test)), "seed": config.seed}
+    result["split"] = {"train_rows": len(train), "test_rows": len(test), "seed": config.seed}
     if features:
         result["train_test_overlap"] = _overlap(config, hashes.of(features), train, test, out)
     id_column = config.data.id_column

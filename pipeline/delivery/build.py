@@ -202,7 +202,7 @@ def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> 
     tags = [f"{repo}:sha-{sha[:7]}", f"{repo}:model-{resolved.version}", *[f"{repo}:{t}" for t in args.tag]]
     build_args = {"BASE_IMAGE": base, "GIT_SHA": sha, "MODEL_VERSION": resolved.version, "MODEL_URI": resolved.uri,
                   "DATA_HASH": resolved.tags.get("data_hash", "unknown"),
-                  "CREATED": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "CREATED": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                   "SOURCE": os.environ.get("GITHUB_SERVER_URL", "") + ("/" + os.environ["GITHUB_REPOSITORY"] if "GITHUB_REPOSITORY" in os.environ else "")}
     # the same lineage the Dockerfile's LABEL sets from the build args, for builders that merge labels
     labels = {"org.opencontainers.image.revision": sha, "org.opencontainers.image.version": resolved.version,
@@ -233,9 +233,8 @@ def git_sha(root: Path) -> str:
 
 
 def _write_result(config, result: dict) -> None:  # type: ignore[no-untyped-def]
-    from pipeline.paths import Paths
-
     from pipeline.files import write_json
+    from pipeline.paths import Paths
 
     write_json(Paths(config.root).outputs / RESULT_FILE, result)
 

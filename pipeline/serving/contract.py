@@ -45,7 +45,7 @@ class Contract:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "Contract":
+    def from_dict(cls, raw: dict[str, Any]) -> Contract:
         fields = [FieldSpec(**f) for f in raw.pop("fields")]
         return cls(fields=fields, **raw)
 

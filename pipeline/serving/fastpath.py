@@ -13,8 +13,9 @@ start without importing scikit-learn at all (see predictor.load_compiled).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class Numeric:
         self.columns, self.fill, self.mean, self.scale = columns, fill, mean, scale
 
     @classmethod
-    def from_steps(cls, columns: list[str], steps: list[Any]) -> "Numeric":
+    def from_steps(cls, columns: list[str], steps: list[Any]) -> Numeric:
         fill, mean, scale = None, np.zeros(len(columns)), np.ones(len(columns))
         for step in steps:
             kind = type(step).__name__
@@ -61,7 +62,7 @@ class Categorical:
         self.lookup = [{value: self.offsets[i] + j for j, value in enumerate(cats)} for i, cats in enumerate(categories)]
 
     @classmethod
-    def from_steps(cls, columns: list[str], steps: list[Any]) -> "Categorical":
+    def from_steps(cls, columns: list[str], steps: list[Any]) -> Categorical:
         fill: list[Any] | None = None
         encoder = None
         for step in steps:
@@ -102,7 +103,7 @@ class Features:
         self.blocks = blocks
 
     @classmethod
-    def from_transformer(cls, transformer: Any) -> "Features":
+    def from_transformer(cls, transformer: Any) -> Features:
         if type(transformer).__name__ != "ColumnTransformer" or transformer.remainder != "drop":
             raise Unsupported("features are not a ColumnTransformer with remainder='drop'")
         blocks: list[Numeric | Categorical] = []
@@ -134,7 +135,7 @@ class Forest:
         self.trees = np.arange(len(feature))
 
     @classmethod
-    def from_estimator(cls, estimator: Any) -> "Forest":
+    def from_estimator(cls, estimator: Any) -> Forest:
         kind = type(estimator).__name__
         if kind in ("DecisionTreeClassifier", "DecisionTreeRegressor"):
             trees = [estimator]
@@ -197,7 +198,7 @@ class FastPath:
         self.features, self.forest = features, forest
 
     @classmethod
-    def from_estimator(cls, estimator: Any) -> "FastPath":
+    def from_estimator(cls, estimator: Any) -> FastPath:
         steps = getattr(estimator, "steps", None)
         if not steps or len(steps) != 2:
             raise Unsupported("not a two-step Pipeline (features, estimator)")
@@ -272,7 +273,7 @@ def generated_rows(contract: Contract, count: int, seed: int = 0) -> list[dict[s
                 low = f.min if f.min is not None else -1e3
                 high = f.max if f.max is not None else 1e3
                 value = rng.uniform(low, high)
-                row[f.name] = int(round(value)) if f.type == "int" else float(value)
+                row[f.name] = round(value) if f.type == "int" else float(value)
             elif f.type == "bool":
                 row[f.name] = bool(rng.random() < 0.5)
             else:

@@ -39,7 +39,7 @@ class Metrics:
         self.model_info = Gauge("serving_model_info", "the model being served (value 1)", ["model_version", "git_sha"], registry=r, multiprocess_mode="max")
         self.timeouts = Counter("serving_predict_timeouts_total", "predictions that exceeded the timeout", registry=r)
 
-    def observe_inputs(self, rows: list[dict[str, Any]], contract: "Contract") -> None:
+    def observe_inputs(self, rows: list[dict[str, Any]], contract: Contract) -> None:
         """Per-feature count, sum, missing and category counts, one update per feature."""
         for spec in contract.fields:
             values = [row.get(spec.name) for row in rows]
@@ -55,15 +55,15 @@ class Metrics:
                 for value, count in Counter_(present).items():
                     self.category.labels(spec.name, str(value)).inc(count)
 
-    def observe_predictions(self, labels: list[object], scores: "np.ndarray | None") -> None:
+    def observe_predictions(self, labels: list[object], scores: np.ndarray | None) -> None:
         self.rows.inc(len(labels))
         if scores is None:
             return
         values, counts = np.unique(np.asarray(labels, dtype=object).astype(str), return_counts=True)
-        for value, count in zip(values, counts):
+        for value, count in zip(values, counts, strict=False):
             self.predictions.labels(value).inc(int(count))
         index = np.searchsorted(SCORE_BUCKETS, scores, side="left")
-        for bucket, count in zip(*np.unique(index, return_counts=True)):
+        for bucket, count in zip(*np.unique(index, return_counts=True), strict=False):
             self.scores.labels(f"{SCORE_BUCKETS[min(bucket, len(SCORE_BUCKETS) - 1)]:.1f}").inc(int(count))
 
     def render(self) -> tuple[bytes, str]:

@@ -98,7 +98,7 @@ class Predictor:
                     self.fast.attach(estimator)
                 self.estimator = estimator
                 print("scikit-learn loaded in the background: large batches use its trees", file=sys.stderr, flush=True)
-            except Exception as exc:  # noqa: BLE001 - serving continues on the verified NumPy path
+            except Exception as exc:
                 print(f"background scikit-learn load failed, NumPy path only: {exc!r}", file=sys.stderr, flush=True)
 
         thread = threading.Thread(target=run, name="load-scikit-learn", daemon=True)
@@ -154,7 +154,7 @@ def load_estimator(model_dir: str | Path) -> tuple[Any, dict[str, Any]]:
         import pickle
 
         with open(path, "rb") as handle:
-            estimator = pickle.load(handle)  # noqa: S301 - our own artifact, declared in MLmodel
+            estimator = pickle.load(handle)
     return estimator, info
 
 
@@ -232,7 +232,7 @@ def warm_up_rows(model_dir: str | Path, contract: Contract) -> list[dict[str, An
     if example.is_file():
         raw = json.loads(example.read_text(encoding="utf-8"))
         if isinstance(raw, dict) and "columns" in raw and "data" in raw:
-            rows = [dict(zip(raw["columns"], values)) for values in raw["data"]]
+            rows = [dict(zip(raw["columns"], values, strict=False)) for values in raw["data"]]
             return [{name: row.get(name) for name in contract.feature_names} for row in rows]
     return [synthetic_row(contract)]
 

@@ -60,8 +60,8 @@ class PredictResponse(BaseModel):
     """Predicted label (classification) or value (regression) per row, in request order."""
 
     predictions: list[Any]
-    classes: Optional[list[str]] = Field(default=None, description="column order of `probabilities`")
-    probabilities: Optional[list[list[float]]] = Field(default=None, description="one row of class probabilities per input row")
+    classes: list[str] | None = Field(default=None, description="column order of `probabilities`")
+    probabilities: list[list[float]] | None = Field(default=None, description="one row of class probabilities per input row")
     model_version: str
 
 

@@ -9,6 +9,7 @@ requests and exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -143,10 +144,8 @@ def _supervise(workers: int, run: Any) -> int:
         nonlocal stopping
         stopping = True
         for pid in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
     for _ in range(workers):
         pid = os.fork()
@@ -178,7 +177,7 @@ def main() -> int:
     model_dir = Path(os.environ.get("MLOPS_MODEL_DIR", "/srv/model"))
     contract = os.environ.get("MLOPS_CONTRACT")
     return serve(
-        host=os.environ.get("MLOPS_HOST", "0.0.0.0"),  # noqa: S104 - a container listens on all interfaces
+        host=os.environ.get("MLOPS_HOST", "0.0.0.0"),
         port=int(os.environ.get("MLOPS_PORT", "8080")),
         workers=int(os.environ.get("MLOPS_WORKERS", str(os.cpu_count() or 1))),
         model_dir=model_dir,
