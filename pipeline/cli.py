@@ -136,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         import shlex
 
         print(f"$ mlops {shlex.join(sys.argv[1:] if argv is None else argv)}", flush=True)
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except Exception as exc:  # a broken module of ours: one line, not a traceback
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return _dispatch(args)
     except PipelineError as exc:
