@@ -40,12 +40,6 @@ class Predictions:
         """Predicted class names (classification) or values."""
         return np.asarray(self.classes, dtype=object)[self.predicted] if self.classes else self.predicted
 
-    def positive_score(self) -> np.ndarray:
-        """Positive-class probability (classification) or the prediction (regression)."""
-        if self.proba is None:
-            return self.predicted.astype(float)
-        return self.proba[:, self.positive] if self.positive is not None else self.proba.max(axis=1)
-
 
 def predict(task: str, model: Any, features: pd.DataFrame, target: pd.Series, positive_class: str | None) -> Predictions:
     """Run the model once on `features`."""

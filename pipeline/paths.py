@@ -39,10 +39,6 @@ class Paths:
     def artifact_root(self) -> Path:
         return self.state / "artifacts"
 
-    def step_output(self, step: str) -> Path:
-        """The JSON result of one step (validate.json, train.json, evaluate.json)."""
-        return self.outputs / f"{step}.json"
-
     @property
     def model_dir(self) -> Path:
         """The trained model as an MLflow model directory (what CI caches as the champion)."""
@@ -51,10 +47,6 @@ class Paths:
     @property
     def report_md(self) -> Path:
         return self.outputs / "report.md"
-
-    @property
-    def summary_json(self) -> Path:
-        return self.outputs / "summary.json"
 
     @property
     def plots(self) -> Path:
