@@ -141,16 +141,15 @@ def contract_schema(config: Config, columns: list[str] | None = None) -> pandera
         if columns is not None and name not in columns:
             continue
         checks = []
-        keep = {"n_failure_cases": FAILURE_CASES_KEPT}
         if spec.type in ("int", "float"):
             if spec.min is not None and spec.max is not None:
-                checks.append(pandera.Check.in_range(spec.min, spec.max, **keep))
+                checks.append(pandera.Check.in_range(spec.min, spec.max, n_failure_cases=FAILURE_CASES_KEPT))
             elif spec.min is not None:
-                checks.append(pandera.Check.ge(spec.min, **keep))
+                checks.append(pandera.Check.ge(spec.min, n_failure_cases=FAILURE_CASES_KEPT))
             elif spec.max is not None:
-                checks.append(pandera.Check.le(spec.max, **keep))
+                checks.append(pandera.Check.le(spec.max, n_failure_cases=FAILURE_CASES_KEPT))
         if spec.allowed is not None and spec.type in ("string", "category"):
-            checks.append(pandera.Check.isin(spec.allowed, **keep))
+            checks.append(pandera.Check.isin(spec.allowed, n_failure_cases=FAILURE_CASES_KEPT))
         fields[name] = pandera.Column(
             PANDAS_DTYPES[spec.type], checks, nullable=allowed_null_rate(spec) > 0, unique=spec.unique
         )
@@ -305,8 +304,9 @@ def _translate(config: Config, df: pd.DataFrame, cases: pd.DataFrame, bad_types:
 def _failing(name: str, series: pd.Series, spec: ColumnSpec) -> pd.Series | None:
     """All failing rows of a range/allowed check (pandera keeps only the first few), else None."""
     if name == "range":
-        low = series < spec.min if spec.min is not None else False
-        high = series > spec.max if spec.max is not None else False
+        unbounded = pd.Series(False, index=series.index)
+        low = series < spec.min if spec.min is not None else unbounded
+        high = series > spec.max if spec.max is not None else unbounded
         return (low | high).fillna(False).astype(bool)
     if name == "allowed":
         return series.notna() & ~series.isin(spec.allowed or [])

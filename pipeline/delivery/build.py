@@ -166,7 +166,7 @@ def stage_app(app: Path) -> Path:
     return app
 
 
-def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Path:  # type: ignore[no-untyped-def]
+def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Path:
     """Everything the Dockerfile copies, and nothing else."""
     from pipeline.delivery.contract import from_config
     from pipeline.serving.contract import write
@@ -193,7 +193,7 @@ class Staged:
     secret_files: list[str] = field(default_factory=list)  # `id=path`, as docker/build-push-action takes them
 
 
-def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> Staged:  # type: ignore[no-untyped-def]
+def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> Staged:
     """Stage the context into `dest` and compute tags, build args, OCI lineage labels and secrets."""
     sha = git_sha(config.root)
     if sha == "unknown":
@@ -232,7 +232,7 @@ def git_sha(root: Path) -> str:
     return os.environ.get("GITHUB_SHA") or (result.stdout.strip() if result.returncode == 0 else "unknown")
 
 
-def _write_result(config, result: dict) -> None:  # type: ignore[no-untyped-def]
+def _write_result(config, result: dict) -> None:
     from pipeline.files import write_json
     from pipeline.paths import Paths
 
