@@ -169,7 +169,8 @@ def _check_columns(config: Config, df: pd.DataFrame, out: _Collector) -> bool:
     if not any(name in df.columns for name in declared):
         names = list(declared)
         header = ", ".join(repr(str(c))[:40] for c in list(df.columns)[:3]) + (", ..." if len(df.columns) > 3 else "")
-        out.add("columns", None, f"a header with the declared columns ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})",
+        wanted = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        out.add("columns", None, f"a header with the declared columns ({wanted})",
                 f"none of them (header: {header}): is this the right file, and a comma-separated CSV?")
         return False
     for name in declared:
@@ -423,7 +424,8 @@ def _check_target(config: Config, df: pd.DataFrame, out: _Collector) -> None:
         classes = df[target].dropna().unique()
         if len(classes) < 2:
             seen = ", ".join(str(c) for c in classes) or "none"
-            out.add("classes", target, "at least 2 classes in the target", f"{len(classes)} {'class' if len(classes) == 1 else 'classes'} ({seen})")
+            out.add("classes", target, "at least 2 classes in the target",
+                    f"{len(classes)} {'class' if len(classes) == 1 else 'classes'} ({seen})")
 
 
 # --- leakage -------------------------------------------------------------------------------
@@ -524,6 +526,7 @@ def _check_drift(config: Config, df: pd.DataFrame, reference: pd.DataFrame | Non
     for name in report["drifted"]:
         item = report["features"][name]
         out.add("drift", name,
-                f"psi <= {config.validate_.drift.psi_threshold} or {item['test']} p >= {config.validate_.drift.p_value} (validate.drift.on_drift: {config.validate_.drift.on_drift})",
+                f"psi <= {config.validate_.drift.psi_threshold} or {item['test']} p >= {config.validate_.drift.p_value} "
+                f"(validate.drift.on_drift: {config.validate_.drift.on_drift})",
                 f"psi {item['psi']}, {item['test']} p={item['p_value']}", fail=fail)
     return report
