@@ -305,6 +305,8 @@ def _translate(config: Config, df: pd.DataFrame, cases: pd.DataFrame, bad_types:
 def _failing(name: str, series: pd.Series, spec: ColumnSpec) -> pd.Series | None:
     """All failing rows of a range/allowed check (pandera keeps only the first few), else None."""
     if name == "range":
+        import pandas as pd
+
         unbounded = pd.Series(False, index=series.index)
         low = series < spec.min if spec.min is not None else unbounded
         high = series > spec.max if spec.max is not None else unbounded
