@@ -47,15 +47,6 @@ def write_credentials(kubeconfig: str, ssh_key: str, known_hosts: str, temp: Pat
     return exports
 
 
-def _credentials() -> int:
-    exports = write_credentials(os.environ.get("KUBECONFIG_DATA", ""), os.environ.get("SSH_KEY", ""),
-                                os.environ.get("KNOWN_HOSTS", ""), Path(os.environ.get("RUNNER_TEMP", "/tmp")), Path.home())
-    append("GITHUB_ENV", "".join(f"{name}={value}\n" for name, value in exports.items()))
-    written = [*exports, *(["SSH key"] if os.environ.get("SSH_KEY", "").strip() else [])]
-    print(f"deploy credentials written: {', '.join(written) or 'none'}")
-    return 0
-
-
 def main() -> int:
     exports = write_credentials(os.environ.get("KUBECONFIG_DATA", ""), os.environ.get("SSH_KEY", ""),
                                 os.environ.get("KNOWN_HOSTS", ""), Path(os.environ.get("RUNNER_TEMP", "/tmp")), Path.home())

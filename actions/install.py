@@ -33,7 +33,8 @@ def install(source: str, extras: str) -> int:
     if target in done:
         print(f"mlops already installed from {target}")
         return 0
-    code = subprocess.call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *constraints, "--editable", target])
+    code = subprocess.call([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--quiet",
+                            *constraints, "--editable", target])
     if code == 0:
         with stamp.open("a") as handle:
             handle.write(target + "\n")

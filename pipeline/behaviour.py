@@ -37,7 +37,8 @@ def invariance(config: Config, model: Any, features: pd.DataFrame, baseline: np.
     return _result("invariance", test.name, passed, f"largest change {worst:.3f} (allowed {test.max_change:.3f})")
 
 
-def directional(config: Config, model: Any, features: pd.DataFrame, baseline: np.ndarray, test: DirectionalTest) -> dict[str, Any]:
+def directional(config: Config, model: Any, features: pd.DataFrame, baseline: np.ndarray,
+                test: DirectionalTest) -> dict[str, Any]:
     """Adding `delta` to a numeric column must move the score the expected way in most rows."""
     changed = features.copy()
     changed[test.column] = changed[test.column] + test.delta

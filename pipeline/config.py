@@ -175,13 +175,15 @@ class Config(Strict):
         if self.data.id_column and self.data.id_column not in columns:
             raise ValueError(f"data.id_column {self.data.id_column!r} is not declared in validate.columns")
         target = columns[self.data.target]
-        if self.task == "classification" and self.data.positive_class is None:
-            if not target.allowed or len(target.allowed) != 2:
-                raise ValueError("data.positive_class is required unless the target allows exactly two classes")
-        if self.task == "classification" and target.allowed and self.data.positive_class not in (None, *target.allowed):
-            raise ValueError(f"data.positive_class {self.data.positive_class!r} is not one of the target's allowed values {target.allowed}")
+        classification = self.task == "classification"
+        if classification and self.data.positive_class is None and (not target.allowed or len(target.allowed) != 2):
+            raise ValueError("data.positive_class is required unless the target allows exactly two classes")
+        if classification and target.allowed and self.data.positive_class not in (None, *target.allowed):
+            raise ValueError(f"data.positive_class {self.data.positive_class!r} is not one of "
+                             f"the target's allowed values {target.allowed}")
         if self.task == "regression" and target.type not in ("int", "float"):
-            raise ValueError(f"task regression needs a numeric target; validate.columns.{self.data.target}.type is {target.type!r}")
+            raise ValueError(f"task regression needs a numeric target; "
+                             f"validate.columns.{self.data.target}.type is {target.type!r}")
         problems = list(self._evaluate_references())
         if problems:
             raise ValueError("; ".join(problems))
@@ -203,19 +205,19 @@ class Config(Strict):
             yield f"evaluate.fairness.column: {spec.fairness.column!r} is not declared in validate.columns"
         if spec.champion and spec.champion.metric not in known:
             yield f"evaluate.champion.metric: unknown metric {spec.champion.metric!r} for {self.task}"
-        for i, test in enumerate(spec.behaviour.invariance):
+        for i, invariance in enumerate(spec.behaviour.invariance):
             key = f"evaluate.behaviour.invariance.{i}"
-            if test.column not in features:
-                yield f"{key}.column: {test.column!r} is not a feature column"
-            elif columns[test.column].allowed:
-                unknown = [v for v in test.values if str(v) not in columns[test.column].allowed]
+            if invariance.column not in features:
+                yield f"{key}.column: {invariance.column!r} is not a feature column"
+            elif allowed := columns[invariance.column].allowed:
+                unknown = [v for v in invariance.values if str(v) not in allowed]
                 if unknown:
-                    yield f"{key}.values: {unknown} not in validate.columns.{test.column}.allowed"
-        for i, test in enumerate(spec.behaviour.directional):
-            if test.column not in features or columns[test.column].type not in ("int", "float"):
-                yield f"evaluate.behaviour.directional.{i}.column: {test.column!r} is not a numeric feature column"
-        for i, test in enumerate(spec.behaviour.minimum):
-            unknown = sorted(set(test.row) - features)
+                    yield f"{key}.values: {unknown} not in validate.columns.{invariance.column}.allowed"
+        for i, directional in enumerate(spec.behaviour.directional):
+            if directional.column not in features or columns[directional.column].type not in ("int", "float"):
+                yield f"evaluate.behaviour.directional.{i}.column: {directional.column!r} is not a numeric feature column"
+        for i, minimum in enumerate(spec.behaviour.minimum):
+            unknown = sorted(set(minimum.row) - features)
             if unknown:
                 yield f"evaluate.behaviour.minimum.{i}.row: {unknown} are not feature columns"
 
@@ -231,7 +233,8 @@ class Config(Strict):
     def positive_class(self) -> str | None:
         if self.task != "classification":
             return None
-        return self.data.positive_class or (self.validate_.columns[self.data.target].allowed or [None])[-1]
+        allowed = self.validate_.columns[self.data.target].allowed
+        return self.data.positive_class or (allowed[-1] if allowed else None)
 
     @property
     def feature_columns(self) -> list[str]:

@@ -92,7 +92,8 @@ def _read_arrow(path: Path, config: Config) -> pa.Table:
     if len(header) == 1:
         for sep, name in SEPARATORS.items():
             if sep in header[0]:
-                raise PipelineError(f"{path}: the header is one column containing {sep!r}: the file looks {name}-separated, expected commas")
+                raise PipelineError(f"{path}: the header is one column containing {sep!r}: "
+                                    f"the file looks {name}-separated, expected commas")
     for _ in range(len(types) + 1):
         options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
         try:
@@ -150,7 +151,8 @@ def _ragged_row(path: Path) -> str:
     where = f"line {row.number}" if row.number is not None else "a row"
     kind = "truncated row" if row.actual_columns < row.expected_columns else "extra fields"
     more = f" (and {len(bad) - 1} more bad rows)" if len(bad) > 1 else ""
-    return f"{path}: {where}: expected {row.expected_columns} fields, found {row.actual_columns} ({kind}): {row.text[:80]!r}{more}"
+    return (f"{path}: {where}: expected {row.expected_columns} fields, "
+            f"found {row.actual_columns} ({kind}): {row.text[:80]!r}{more}")
 
 
 def _first_bad_utf8(path: Path) -> str:

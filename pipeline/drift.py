@@ -115,7 +115,8 @@ def categorical_drift(current: pd.Series, reference: pd.Series) -> dict[str, Any
     value = psi(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1))
     statistic, p_value = chi2_test(np.vstack([ref, cur]))
     new = [str(c) for c in counts.index[(ref == 0) & (cur > 0)]]
-    return {"kind": "categorical", "psi": value, "test": "chi2", "statistic": statistic, "p_value": p_value, "new_categories": new}
+    return {"kind": "categorical", "psi": value, "test": "chi2", "statistic": statistic, "p_value": p_value,
+            "new_categories": new}
 
 
 def sample_rows(frame: pd.DataFrame, seed: int, limit: int = MAX_ROWS) -> pd.DataFrame:

@@ -62,7 +62,8 @@ def fairness(config: Config, predictions: Predictions, frame: pd.DataFrame) -> d
     }
 
 
-def champion_scores(config: Config, champion: Any, test: pd.DataFrame, target: pd.Series) -> tuple[dict[str, float] | None, str | None]:
+def champion_scores(config: Config, champion: Any, test: pd.DataFrame,
+                    target: pd.Series) -> tuple[dict[str, float] | None, str | None]:
     """The champion's metrics on the same rows, from the columns it was trained on.
 
     A champion that cannot score this data (a column it needs is gone) yields an error note
@@ -110,10 +111,12 @@ def error_summary(predictions: Predictions) -> dict[str, Any]:
         return {"confusion_matrix": confusion(predictions)}
     residuals = predictions.truth - predictions.predicted
     quantiles = np.quantile(residuals, [0.05, 0.25, 0.5, 0.75, 0.95]).tolist() if len(residuals) else []
-    return {"residuals": {"mean": float(np.mean(residuals)), "std": float(np.std(residuals)), "quantiles": dict(zip(["p5", "p25", "p50", "p75", "p95"], quantiles, strict=False))}}
+    named = dict(zip(["p5", "p25", "p50", "p75", "p95"], quantiles, strict=False))
+    return {"residuals": {"mean": float(np.mean(residuals)), "std": float(np.std(residuals)), "quantiles": named}}
 
 
-def evaluate(config: Config, model: Any, test: pd.DataFrame, champion: Any = None, champion_source: str | None = None) -> dict[str, Any]:
+def evaluate(config: Config, model: Any, test: pd.DataFrame, champion: Any = None,
+             champion_source: str | None = None) -> dict[str, Any]:
     """Run every model test on the evaluation split."""
     features, target = features_and_target(config, test)
     predictions = predict(config.task, model, features, target, config.positive_class)
@@ -151,14 +154,17 @@ def failures(result: dict[str, Any]) -> list[str]:
 def failure_line(kind: str, item: dict[str, Any]) -> str:
     """The one-line description of a failed check of `kind` (gate, slice, fairness, behaviour, champion)."""
     if kind == "gate":
-        return f"gate {item['metric']}: {_fmt(item['value'])} is not {'≥' if item['direction'] == 'higher' else '≤'} {item['threshold']}"
+        sign = "≥" if item["direction"] == "higher" else "≤"
+        return f"gate {item['metric']}: {_fmt(item['value'])} is not {sign} {item['threshold']}"
     if kind == "slice":
-        return f"slice {item['column']}={item['value']}: {item['metric']} {_fmt(item['value_metric'])} outside [{item.get('min')}, {item.get('max')}]"
+        return (f"slice {item['column']}={item['value']}: {item['metric']} {_fmt(item['value_metric'])} "
+                f"outside [{item.get('min')}, {item.get('max')}]")
     if kind == "fairness":
         return f"fairness {item['column']}: {item['metric']} {_fmt(item['value'])} > {item['max']}"
     if kind == "behaviour":
         return f"behaviour {item['kind']} '{item['name']}': {item['detail']}"
-    detail = item.get("note") or f"{_fmt(item['challenger'])} vs champion {_fmt(item['champion'])} (tolerance {item['tolerance']})"
+    detail = item.get("note") or (f"{_fmt(item['challenger'])} vs champion {_fmt(item['champion'])} "
+                                  f"(tolerance {item['tolerance']})")
     return f"champion {item['metric']}: challenger regresses: {detail}"
 
 

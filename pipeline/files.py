@@ -98,7 +98,8 @@ def workspace_lock(state_dir: Path, command: str, wait: float | None = None) -> 
         if not _try_lock(handle):
             holder = path.read_text(encoding="utf-8").strip() or "another mlops command"
             limit = LOCK_WAIT_SECONDS if wait is None else wait
-            print(f"mlops: waiting for the workspace lock {path} (held by {holder}; up to {limit:.0f}s)", file=sys.stderr, flush=True)
+            print(f"mlops: waiting for the workspace lock {path} (held by {holder}; up to {limit:.0f}s)",
+                  file=sys.stderr, flush=True)
             deadline = time.monotonic() + limit
             while not _try_lock(handle):
                 if time.monotonic() >= deadline:

@@ -24,7 +24,7 @@ def register_challenger(config: Config, run_id: str, model_uri: str, tags: dict[
 def promote(config: Config, train_info: dict[str, Any], evaluation: dict[str, Any], challenger_only: bool) -> dict[str, Any]:
     """Register the challenger; move `champion` to it only if the evaluation passed against the
     champion that is current now (not one that has moved since)."""
-    tags = {k: str(train_info[k]) for k in ("git_sha", "data_hash", "config_hash") if k in train_info}
+    tags: dict[str, str] = {k: str(train_info[k]) for k in ("git_sha", "data_hash", "config_hash") if k in train_info}
     version = register_challenger(config, train_info["run_id"], train_info["model_uri"], tags)
     previous = tracking.alias_version(config, tracking.CHAMPION)
     result = {"model": config.registered_model, "version": version, "challenger": version, "champion": previous, "moved": False}

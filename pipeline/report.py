@@ -91,7 +91,8 @@ def metrics_section(config: Config, evaluate: dict[str, Any]) -> list[str]:
         old = champion.get(name) if champion else None
         delta = "" if old is None else _delta(value - old, name)
         gate = gates.get(name)
-        mark = "" if gate is None else f"{PASS if gate['passed'] else FAIL} {'≥' if gate['direction'] == 'higher' else '≤'} {gate['threshold']}"
+        mark = "" if gate is None else (f"{PASS if gate['passed'] else FAIL} "
+                                        f"{'≥' if gate['direction'] == 'higher' else '≤'} {gate['threshold']}")
         rows.append(f"| {name} | {value:.4f} | {'' if old is None else f'{old:.4f}'} | {delta} | {mark} |")
     chart = mermaid_metrics(metrics, champion, names)
     return [*rows, "", chart, ""] if chart else [*rows, ""]
@@ -101,21 +102,25 @@ def checks_section(evaluate: dict[str, Any]) -> list[str]:
     champ = evaluate["champion"]
     lines = ["### Model tests", "", "| check | result | detail |", "|---|:---:|---|"]
     if champ.get("champion") is not None:
-        detail = f"{champ['metric']} {champ['challenger']:.4f} vs {champ['champion']:.4f} (Δ {champ['delta']:+.4f}, tolerance {champ['tolerance']}) from `{champ['source']}`"
+        detail = (f"{champ['metric']} {champ['challenger']:.4f} vs {champ['champion']:.4f} "
+                  f"(Δ {champ['delta']:+.4f}, tolerance {champ['tolerance']}) from `{champ['source']}`")
     else:
         detail = champ.get("note", "")
     lines.append(f"| champion comparison | {_mark(champ['passed'])} | {detail} |")
     gates = evaluate.get("gates", [])
-    lines.append(f"| quality gates | {_mark(all(g['passed'] for g in gates))} | {sum(g['passed'] for g in gates)}/{len(gates)} passed |")
+    lines.append(f"| quality gates | {_mark(all(g['passed'] for g in gates))} | "
+                 f"{sum(g['passed'] for g in gates)}/{len(gates)} passed |")
     fair = evaluate.get("fairness")
     if fair:
         value = fair.get("value")
         detail = fair.get("note") or f"{fair['metric']} on `{fair['column']}` = {value:.3f} (max {fair['max']})"
         lines.append(f"| fairness | {_mark(fair['passed'])} | {detail} |")
     behaviour = evaluate.get("behaviour", [])
-    lines.append(f"| behavioural tests | {_mark(all(b['passed'] for b in behaviour))} | {sum(b['passed'] for b in behaviour)}/{len(behaviour)} passed |")
+    lines.append(f"| behavioural tests | {_mark(all(b['passed'] for b in behaviour))} | "
+                 f"{sum(b['passed'] for b in behaviour)}/{len(behaviour)} passed |")
     slices = evaluate.get("slices", [])
-    lines.append(f"| slices | {_mark(all(s['passed'] for s in slices))} | {sum(s['passed'] for s in slices)}/{len(slices)} passed |")
+    lines.append(f"| slices | {_mark(all(s['passed'] for s in slices))} | "
+                 f"{sum(s['passed'] for s in slices)}/{len(slices)} passed |")
     return [*lines, ""]
 
 
@@ -124,7 +129,8 @@ def validation_section(validate: dict[str, Any]) -> list[str]:
     features = drift.get("features") or {}
     drifted = [name for name, row in features.items() if row.get("drifted")]
     leakage = validate.get("leakage") or {}
-    title = f"Data validation: {'passed' if validate.get('passed') else 'failed'}, {validate.get('rows', '?')} rows, {len(validate.get('checks_run', []))} checks; drift in {len(drifted)} of {len(features)} features"
+    title = (f"Data validation: {'passed' if validate.get('passed') else 'failed'}, {validate.get('rows', '?')} rows, "
+             f"{len(validate.get('checks_run', []))} checks; drift in {len(drifted)} of {len(features)} features")
     body = [f"Source: `{validate.get('source')}`", ""]
     for warning in validate.get("warnings", []):
         body.append(f"- ⚠️ {_problem(warning)}")
@@ -134,7 +140,8 @@ def validation_section(validate: dict[str, Any]) -> list[str]:
         body += ["", "| feature | test | statistic | p-value | PSI | drifted |", "|---|---|---:|---:|---:|:---:|"]
         for name, row in features.items():
             body.append(
-                f"| {_text(name)} | {row.get('test', '')} | {_num(row.get('statistic'))} | {_num(row.get('p_value'))} | {_num(row.get('psi'))} | {'⚠️' if row.get('drifted') else ''} |"
+                f"| {_text(name)} | {row.get('test', '')} | {_num(row.get('statistic'))} | {_num(row.get('p_value'))} | "
+                f"{_num(row.get('psi'))} | {'⚠️' if row.get('drifted') else ''} |"
             )
     return _details(title, body)
 
@@ -145,7 +152,9 @@ def slices_section(evaluate: dict[str, Any]) -> list[str]:
         return []
     body = ["| slice | rows | metric | value | floor | result |", "|---|---:|---|---:|---:|:---:|"]
     for s in slices:
-        body.append(f"| {_text(s['column'])}={_text(s['value'])} | {s['rows']} | {s['metric']} | {_num(s.get('value_metric'))} | {s.get('min') if s.get('min') is not None else ''} | {_mark(s['passed'])} |")
+        floor = s.get("min") if s.get("min") is not None else ""
+        body.append(f"| {_text(s['column'])}={_text(s['value'])} | {s['rows']} | {s['metric']} | "
+                    f"{_num(s.get('value_metric'))} | {floor} | {_mark(s['passed'])} |")
     chart = mermaid_slices(slices)
     return _details(f"Slices: {sum(s['passed'] for s in slices)}/{len(slices)} passed", body + (["", chart] if chart else []))
 
@@ -162,8 +171,10 @@ def behaviour_section(evaluate: dict[str, Any]) -> list[str]:
 def errors_section(evaluate: dict[str, Any]) -> list[str]:
     if "confusion_matrix" in evaluate:
         cm = evaluate["confusion_matrix"]
-        body = ["| actual \\ predicted | " + " | ".join(_text(label) for label in cm["labels"]) + " |", "|---|" + "---:|" * len(cm["labels"])]
-        body += [f"| **{_text(label)}** | " + " | ".join(str(v) for v in row) + " |" for label, row in zip(cm["labels"], cm["matrix"], strict=False)]
+        header = "| actual \\ predicted | " + " | ".join(_text(label) for label in cm["labels"]) + " |"
+        body = [header, "|---|" + "---:|" * len(cm["labels"])]
+        body += [f"| **{_text(label)}** | " + " | ".join(str(v) for v in row) + " |"
+                 for label, row in zip(cm["labels"], cm["matrix"], strict=False)]
         return _details("Confusion matrix", body)
     res = evaluate.get("residuals") or {}
     body = [f"mean {_num(res.get('mean'))}, std {_num(res.get('std'))}", "", "| quantile | residual |", "|---|---:|"]

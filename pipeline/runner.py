@@ -161,9 +161,11 @@ def _register(ctx: Context, cache: Cache, upstream: str, total: int) -> StepResu
     t0 = time.perf_counter()
     code, result = step.run(ctx, challenger_only=True)
     version = str(result.version)  # type: ignore[attr-defined]
-    remember_registry(ctx.config, cache, {"champion": tracking.alias_version(ctx.config, tracking.CHAMPION), "challenger": version})
+    champion = tracking.alias_version(ctx.config, tracking.CHAMPION)
+    remember_registry(ctx.config, cache, {"champion": champion, "challenger": version})
     cache.steps["register"] = {"key": key, "code": code, "version": version}
     cache.save()
     write_json(ctx.output(step.result_file), result.model_dump(mode="json"))
-    _line(total, total, "register", f"{ctx.config.registered_model} version {version} is `challenger` ({time.perf_counter() - t0:.2f}s)")
+    _line(total, total, "register",
+          f"{ctx.config.registered_model} version {version} is `challenger` ({time.perf_counter() - t0:.2f}s)")
     return result

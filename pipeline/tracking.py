@@ -72,7 +72,8 @@ def seed_local_store(database: Path) -> None:
     if database.exists():
         return
     version = metadata.version("mlflow")
-    cache = Path(os.environ.get("MLOPS_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops-template")
+    cache = Path(os.environ.get("MLOPS_CACHE_DIR")
+                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlops-template")
     template = cache / f"mlflow-{version}-empty.db"
     if template.is_file():
         shutil.copyfile(template, database)

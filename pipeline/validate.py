@@ -141,16 +141,15 @@ def contract_schema(config: Config, columns: list[str] | None = None) -> pandera
         if columns is not None and name not in columns:
             continue
         checks = []
-        keep = {"n_failure_cases": FAILURE_CASES_KEPT}
         if spec.type in ("int", "float"):
             if spec.min is not None and spec.max is not None:
-                checks.append(pandera.Check.in_range(spec.min, spec.max, **keep))
+                checks.append(pandera.Check.in_range(spec.min, spec.max, n_failure_cases=FAILURE_CASES_KEPT))
             elif spec.min is not None:
-                checks.append(pandera.Check.ge(spec.min, **keep))
+                checks.append(pandera.Check.ge(spec.min, n_failure_cases=FAILURE_CASES_KEPT))
             elif spec.max is not None:
-                checks.append(pandera.Check.le(spec.max, **keep))
+                checks.append(pandera.Check.le(spec.max, n_failure_cases=FAILURE_CASES_KEPT))
         if spec.allowed is not None and spec.type in ("string", "category"):
-            checks.append(pandera.Check.isin(spec.allowed, **keep))
+            checks.append(pandera.Check.isin(spec.allowed, n_failure_cases=FAILURE_CASES_KEPT))
         fields[name] = pandera.Column(
             PANDAS_DTYPES[spec.type], checks, nullable=allowed_null_rate(spec) > 0, unique=spec.unique
         )
@@ -170,7 +169,8 @@ def _check_columns(config: Config, df: pd.DataFrame, out: _Collector) -> bool:
     if not any(name in df.columns for name in declared):
         names = list(declared)
         header = ", ".join(repr(str(c))[:40] for c in list(df.columns)[:3]) + (", ..." if len(df.columns) > 3 else "")
-        out.add("columns", None, f"a header with the declared columns ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})",
+        wanted = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        out.add("columns", None, f"a header with the declared columns ({wanted})",
                 f"none of them (header: {header}): is this the right file, and a comma-separated CSV?")
         return False
     for name in declared:
@@ -305,8 +305,11 @@ def _translate(config: Config, df: pd.DataFrame, cases: pd.DataFrame, bad_types:
 def _failing(name: str, series: pd.Series, spec: ColumnSpec) -> pd.Series | None:
     """All failing rows of a range/allowed check (pandera keeps only the first few), else None."""
     if name == "range":
-        low = series < spec.min if spec.min is not None else False
-        high = series > spec.max if spec.max is not None else False
+        import pandas as pd
+
+        unbounded = pd.Series(False, index=series.index)
+        low = series < spec.min if spec.min is not None else unbounded
+        high = series > spec.max if spec.max is not None else unbounded
         return (low | high).fillna(False).astype(bool)
     if name == "allowed":
         return series.notna() & ~series.isin(spec.allowed or [])
@@ -423,7 +426,8 @@ def _check_target(config: Config, df: pd.DataFrame, out: _Collector) -> None:
         classes = df[target].dropna().unique()
         if len(classes) < 2:
             seen = ", ".join(str(c) for c in classes) or "none"
-            out.add("classes", target, "at least 2 classes in the target", f"{len(classes)} {'class' if len(classes) == 1 else 'classes'} ({seen})")
+            out.add("classes", target, "at least 2 classes in the target",
+                    f"{len(classes)} {'class' if len(classes) == 1 else 'classes'} ({seen})")
 
 
 # --- leakage -------------------------------------------------------------------------------
@@ -524,6 +528,7 @@ def _check_drift(config: Config, df: pd.DataFrame, reference: pd.DataFrame | Non
     for name in report["drifted"]:
         item = report["features"][name]
         out.add("drift", name,
-                f"psi <= {config.validate_.drift.psi_threshold} or {item['test']} p >= {config.validate_.drift.p_value} (validate.drift.on_drift: {config.validate_.drift.on_drift})",
+                f"psi <= {config.validate_.drift.psi_threshold} or {item['test']} p >= {config.validate_.drift.p_value} "
+                f"(validate.drift.on_drift: {config.validate_.drift.on_drift})",
                 f"psi {item['psi']}, {item['test']} p={item['p_value']}", fail=fail)
     return report

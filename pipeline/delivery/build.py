@@ -43,7 +43,8 @@ CA_BUNDLES = [os.environ.get("PIP_CERT", ""), os.environ.get("SSL_CERT_FILE", ""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="MLflow model directory or URI (default: the `challenger` alias)")
-    parser.add_argument("--registry", default=os.environ.get("MLOPS_REGISTRY", "127.0.0.1:5000"), help="registry host[:port][/namespace]")
+    parser.add_argument("--registry", default=os.environ.get("MLOPS_REGISTRY", "127.0.0.1:5000"),
+                        help="registry host[:port][/namespace]")
     parser.add_argument("--image", default=None, help="repository name (default: the project name)")
     parser.add_argument("--base-image", default=os.environ.get("MLOPS_BASE_IMAGE", DEFAULT_BASE))
     parser.add_argument("--no-push", action="store_true", help="build and tag only")
@@ -60,11 +61,13 @@ def infra_dir(root: Path | None) -> Path:
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None, capture: bool = False) -> str:
+    quiet = not capture and what.startswith("quiet")
     result = subprocess.run(cmd, env={**os.environ, **(env or {})}, text=True,
-                            capture_output=capture, stdout=None if capture else subprocess.DEVNULL if what.startswith("quiet") else None)
+                            capture_output=capture, stdout=subprocess.DEVNULL if quiet else None)
     if result.returncode != 0:
         detail = (result.stderr or "").strip().splitlines()[-3:] if capture else []
-        raise PipelineError(f"{what.removeprefix('quiet ')} failed (exit {result.returncode}): {' '.join(cmd[:4])} ... {' | '.join(detail)}")
+        raise PipelineError(f"{what.removeprefix('quiet ')} failed (exit {result.returncode}): "
+                            f"{' '.join(cmd[:4])} ... {' | '.join(detail)}")
     return (result.stdout or "").strip()
 
 
@@ -166,7 +169,7 @@ def stage_app(app: Path) -> Path:
     return app
 
 
-def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Path:  # type: ignore[no-untyped-def]
+def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Path:
     """Everything the Dockerfile copies, and nothing else."""
     from pipeline.delivery.contract import from_config
     from pipeline.serving.contract import write
@@ -193,17 +196,20 @@ class Staged:
     secret_files: list[str] = field(default_factory=list)  # `id=path`, as docker/build-push-action takes them
 
 
-def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> Staged:  # type: ignore[no-untyped-def]
+def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> Staged:
     """Stage the context into `dest` and compute tags, build args, OCI lineage labels and secrets."""
     sha = git_sha(config.root)
     if sha == "unknown":
         sha = resolved.tags.get("git_sha", sha)  # not a git checkout: the commit the model was trained at
     repo = f"{args.registry.rstrip('/')}/{args.image or config.project}".lower()
     tags = [f"{repo}:sha-{sha[:7]}", f"{repo}:model-{resolved.version}", *[f"{repo}:{t}" for t in args.tag]]
+    source = os.environ.get("GITHUB_SERVER_URL", "")
+    if "GITHUB_REPOSITORY" in os.environ:
+        source += "/" + os.environ["GITHUB_REPOSITORY"]
     build_args = {"BASE_IMAGE": base, "GIT_SHA": sha, "MODEL_VERSION": resolved.version, "MODEL_URI": resolved.uri,
                   "DATA_HASH": resolved.tags.get("data_hash", "unknown"),
                   "CREATED": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  "SOURCE": os.environ.get("GITHUB_SERVER_URL", "") + ("/" + os.environ["GITHUB_REPOSITORY"] if "GITHUB_REPOSITORY" in os.environ else "")}
+                  "SOURCE": source}
     # the same lineage the Dockerfile's LABEL sets from the build args, for builders that merge labels
     labels = {"org.opencontainers.image.revision": sha, "org.opencontainers.image.version": resolved.version,
               "org.opencontainers.image.created": build_args["CREATED"], "org.opencontainers.image.base.name": base,
@@ -232,7 +238,7 @@ def git_sha(root: Path) -> str:
     return os.environ.get("GITHUB_SHA") or (result.stdout.strip() if result.returncode == 0 else "unknown")
 
 
-def _write_result(config, result: dict) -> None:  # type: ignore[no-untyped-def]
+def _write_result(config, result: dict) -> None:
     from pipeline.files import write_json
     from pipeline.paths import Paths
 
@@ -258,7 +264,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"build-arg {key}={value}")
         for key, value in staged.labels.items():
             print(f"label {key}={value}")
-        print(f"build: staged the context of {staged.repository} in {staged.context} (model {resolved.version}, base {args.base_image}); not built")
+        print(f"build: staged the context of {staged.repository} in {staged.context} "
+              f"(model {resolved.version}, base {args.base_image}); not built")
         return 0
     docker, env = docker_for_build()
     base = ensure_base(docker, args.base_image, infra_dir(config.root))

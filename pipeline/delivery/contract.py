@@ -26,7 +26,7 @@ def from_config(config: Config) -> Contract:
             nullable=columns[name].nullable,
             min=columns[name].min,
             max=columns[name].max,
-            allowed=list(columns[name].allowed) if columns[name].allowed else None,
+            allowed=list(columns[name].allowed or ()) or None,
         )
         for name in config.feature_columns
     ]

@@ -35,11 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=["swarm", "kubernetes"], required=True)
     parser.add_argument("--env", choices=["staging", "production"], required=True)
     parser.add_argument("--image", help="image reference to deploy (default: outputs/build.json from `mlops build`)")
-    parser.add_argument("--url", help="base URL for the smoke test (swarm default: http://127.0.0.1:<port>; kubernetes: a port-forward)")
+    parser.add_argument("--url", help="base URL for the smoke test "
+                                      "(swarm default: http://127.0.0.1:<port>; kubernetes: a port-forward)")
     parser.add_argument("--name", help="stack (swarm) name; default <project>-<env>")
     parser.add_argument("--port", type=int, help="published port (swarm; default 8081 staging, 8080 production)")
     parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--compose-file", action="append", default=[], help="extra stack file merged over infra/swarm/stack.yml (swarm; repeatable)")
+    parser.add_argument("--compose-file", action="append", default=[],
+                        help="extra stack file merged over infra/swarm/stack.yml (swarm; repeatable)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the rollout")
     parser.add_argument("--expect-model-version", help="fail the smoke test unless /version reports this")
 
@@ -198,13 +200,14 @@ def deploy_kubernetes(config: Any, args: argparse.Namespace, image: str) -> int:
     if applied.returncode != 0:
         raise PipelineError(f"kubectl apply of overlay {args.env} failed: {applied.stderr.strip()[-300:]}")
 
+    rollout_status = [kubectl, "-n", namespace, "rollout", "status", f"deployment/{name}", f"--timeout={int(args.timeout)}s"]
+
     def undo(reason: str) -> PipelineError:
         subprocess.run([kubectl, "-n", namespace, "rollout", "undo", f"deployment/{name}"], capture_output=True)
-        subprocess.run([kubectl, "-n", namespace, "rollout", "status", f"deployment/{name}", f"--timeout={int(args.timeout)}s"], capture_output=True)
+        subprocess.run(rollout_status, capture_output=True)
         return PipelineError(f"{reason}; ran `kubectl rollout undo deployment/{name}` in {namespace}")
 
-    status = subprocess.run([kubectl, "-n", namespace, "rollout", "status", f"deployment/{name}", f"--timeout={int(args.timeout)}s"],
-                            capture_output=True, text=True)
+    status = subprocess.run(rollout_status, capture_output=True, text=True)
     if status.returncode != 0:
         raise undo(f"rollout of {image} to {namespace}/{name} failed: {status.stderr.strip()[-300:]}")
     forward = None

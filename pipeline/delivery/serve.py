@@ -31,7 +31,8 @@ class ResolvedModel:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help=f"MLflow model directory or models:/ / runs:/ URI (default: models:/<registered_model>@{DEFAULT_ALIAS})")
+    parser.add_argument("--model", help="MLflow model directory or models:/ / runs:/ URI "
+                                        f"(default: models:/<registered_model>@{DEFAULT_ALIAS})")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=1, help="pre-forked worker processes (model loaded once, shared)")

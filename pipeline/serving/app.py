@@ -142,7 +142,8 @@ def _warm_up(state: State) -> None:
               file=sys.stderr, flush=True)
     elif settings.fast_path:
         fast = state.predictor.enable_fast_path(rows)
-        print(f"fast path {'verified and on' if fast else 'off (model not supported): scikit-learn only'}", file=sys.stderr, flush=True)
+        print(f"fast path {'verified and on' if fast else 'off (model not supported): scikit-learn only'}",
+              file=sys.stderr, flush=True)
         if fast:
             predictor_mod.save_compiled(state.predictor, model_dir, rows)
     for _ in range(3):
@@ -190,7 +191,10 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         response_model=PredictResponse,
         responses=ERROR_RESPONSES,
         summary="Predict one row or a batch",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}},
+        openapi_extra={"requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+        }},
     )
     async def predict(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -215,7 +219,8 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
     async def health() -> Response:
         return _json(200, {"status": "ok"})
 
-    @app.get("/ready", response_model=Status, responses={503: ERROR_RESPONSES[503]}, summary="Readiness: model loaded and warmed, not draining")
+    @app.get("/ready", response_model=Status, responses={503: ERROR_RESPONSES[503]},
+             summary="Readiness: model loaded and warmed, not draining")
     async def ready() -> Response:
         if state.ready and not state.draining:
             return _json(200, {"status": "ready"})

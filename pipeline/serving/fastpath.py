@@ -254,7 +254,8 @@ def load(directory: Path, suffix: str = "") -> tuple[FastPath, dict[str, Any]]:
                                   arrays[f"b{i}_mean"], arrays[f"b{i}_scale"]))
         else:
             blocks.append(Categorical(block["columns"], block["fill"], block["categories"]))
-    forest = Forest(*(arrays[name] for name in Forest.ARRAYS), depth=doc["depth"], classifier=doc["classifier"])
+    feature, threshold, left, right, value = (arrays[name] for name in Forest.ARRAYS)
+    forest = Forest(feature, threshold, left, right, value, depth=doc["depth"], classifier=doc["classifier"])
     return FastPath(Features(blocks), forest), doc
 
 

@@ -28,15 +28,19 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("serving_requests_total", "HTTP requests", ["route", "method", "status"], registry=r)
-        self.latency = Histogram("serving_request_duration_seconds", "request latency", ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram("serving_request_duration_seconds", "request latency", ["route", "method", "status"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
         self.rows = Counter("serving_rows_total", "rows predicted", registry=r)
         self.predictions = Counter("serving_predictions_total", "predictions by class", ["label"], registry=r)
-        self.scores = Counter("serving_prediction_score_total", "positive-class score counts per bucket upper bound", ["le"], registry=r)
+        self.scores = Counter("serving_prediction_score_total", "positive-class score counts per bucket upper bound",
+                              ["le"], registry=r)
         self.feature_count = Counter("serving_feature_values_total", "non-missing numeric values seen", ["feature"], registry=r)
-        self.feature_sum = Gauge("serving_feature_value_sum", "sum of numeric values seen (mean = sum / count)", ["feature"], registry=r, multiprocess_mode="sum")
+        self.feature_sum = Gauge("serving_feature_value_sum", "sum of numeric values seen (mean = sum / count)", ["feature"],
+                                 registry=r, multiprocess_mode="sum")
         self.feature_missing = Counter("serving_feature_missing_total", "missing values seen", ["feature"], registry=r)
         self.category = Counter("serving_feature_category_total", "categorical values seen", ["feature", "value"], registry=r)
-        self.model_info = Gauge("serving_model_info", "the model being served (value 1)", ["model_version", "git_sha"], registry=r, multiprocess_mode="max")
+        self.model_info = Gauge("serving_model_info", "the model being served (value 1)", ["model_version", "git_sha"],
+                                registry=r, multiprocess_mode="max")
         self.timeouts = Counter("serving_predict_timeouts_total", "predictions that exceeded the timeout", registry=r)
 
     def observe_inputs(self, rows: list[dict[str, Any]], contract: Contract) -> None:

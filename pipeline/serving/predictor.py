@@ -54,7 +54,8 @@ class Predictor:
         self._string_columns = [f.name for f in contract.fields if f.type in ("string", "category")]
         classes = classes if estimator is None else getattr(estimator, "classes_", None)
         self.classes = [str(c) for c in classes] if classes is not None and contract.task == "classification" else None
-        self._positive = self.classes.index(contract.positive_class) if self.classes and contract.positive_class in self.classes else None
+        self._positive = (self.classes.index(contract.positive_class)
+                          if self.classes and contract.positive_class in self.classes else None)
         self.fast: fastpath.FastPath | None = None  # once verified
         if estimator is not None:
             _single_thread(estimator)
@@ -198,7 +199,8 @@ def save_compiled(loaded: Predictor, model_dir: str | Path, example_rows: list[d
     suffix = f".tmp{os.getpid()}.{threading.get_ident()}"
     written = [model_dir / (name + suffix) for name in (fastpath.ARTIFACT_NPZ, fastpath.ARTIFACT_JSON)]
     try:
-        fastpath.save(loaded.fast, model_dir, {"model_sha256": model_hash(model_dir, loaded.info), "classes": loaded.classes}, suffix)
+        meta = {"model_sha256": model_hash(model_dir, loaded.info), "classes": loaded.classes}
+        fastpath.save(loaded.fast, model_dir, meta, suffix)
         copy, _ = fastpath.load(model_dir, suffix)
         rows = fastpath.verification_rows(loaded.contract, example_rows)
         if not fastpath.agrees(copy, loaded._sklearn_values, rows):

@@ -7,7 +7,7 @@ numbers beyond the contract's range are rejected the same way.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
@@ -31,7 +31,7 @@ def _field_type(spec: FieldSpec) -> Any:
     elif spec.type == "bool":
         base = StrictBool
     elif spec.type == "category" and spec.allowed:
-        base = Literal[tuple(spec.allowed)]  # type: ignore[valid-type]
+        base = Literal[tuple(spec.allowed)]
     else:
         base = StrictStr
     return base
@@ -42,18 +42,16 @@ def row_model(contract: Contract) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for spec in contract.fields:
         kind = _field_type(spec)
-        fields[spec.name] = (Optional[kind], None) if spec.nullable else (kind, ...)
+        fields[spec.name] = (kind | None, None) if spec.nullable else (kind, ...)
     return create_model("Row", __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def request_model(contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> type[BaseModel]:
     """The /predict body: `{"rows": [row, ...]}`; one row is a list of one."""
     row = row_model(contract)
-    return create_model(
-        "PredictRequest",
-        __config__=ConfigDict(extra="forbid"),
-        rows=(Annotated[list[row], Field(min_length=1, max_length=max_rows, description="input rows")], ...),  # type: ignore[valid-type]
-    )
+    # mypy cannot use `row`, a class built at run time, as a type
+    rows: Any = Annotated[list[row], Field(min_length=1, max_length=max_rows, description="input rows")]  # type: ignore[valid-type]
+    return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), rows=(rows, ...))
 
 
 class PredictResponse(BaseModel):

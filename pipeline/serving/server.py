@@ -25,9 +25,9 @@ def nodelay_protocol(enabled: bool) -> Any:
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:  # httptools not installed
-        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]  # same interface
 
-    class NoDelayProtocol(Base):  # type: ignore[misc, valid-type]
+    class NoDelayProtocol(Base):
         def connection_made(self, transport: Any) -> None:
             sock = transport.get_extra_info("socket")
             if enabled and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

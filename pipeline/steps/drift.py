@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from pipeline.errors import PipelineError
 from pipeline.steps.base import Annotation, Context, Option, Step, StepResult, say
 from pipeline.steps.validate import DataProblem, check_file
@@ -20,7 +22,7 @@ class DriftResult(StepResult):
     reference: str
     drifted: list[str]
     features: dict[str, Any]
-    missing: list[str] = []
+    missing: list[str] = Field(default_factory=list)
     rule: str = ""
 
     def annotations(self) -> list[Annotation]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from pipeline.errors import PipelineError
 from pipeline.steps.base import Annotation, Context, Option, Step, StepResult
 from pipeline.steps.train import TrainResult
@@ -17,10 +19,10 @@ class EvaluateResult(StepResult):
     champion_version: str | None = None
     metrics: dict[str, float | None]
     champion: dict[str, Any]
-    gates: list[dict[str, Any]] = []
-    slices: list[dict[str, Any]] = []
+    gates: list[dict[str, Any]] = Field(default_factory=list)
+    slices: list[dict[str, Any]] = Field(default_factory=list)
     fairness: dict[str, Any] | None = None
-    behaviour: list[dict[str, Any]] = []
+    behaviour: list[dict[str, Any]] = Field(default_factory=list)
 
     def annotations(self) -> list[Annotation]:
         """Each failed check, pointing at the mlops.yaml entry that declares it."""
@@ -37,7 +39,8 @@ class EvaluateResult(StepResult):
             found.append(Annotation("error", failure_line("fairness", self.fairness), config_key="evaluate.fairness"))
         for item in self.behaviour:
             if not item["passed"]:
-                found.append(Annotation("error", failure_line("behaviour", item), config_key=f"evaluate.behaviour.{item['kind']}"))
+                key = f"evaluate.behaviour.{item['kind']}"
+                found.append(Annotation("error", failure_line("behaviour", item), config_key=key))
         if not self.champion.get("passed", True):
             found.append(Annotation("error", failure_line("champion", self.champion), config_key="evaluate.champion"))
         return found

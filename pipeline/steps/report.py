@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from pipeline.files import replace_dir, staging_dir, write_text
 from pipeline.steps.base import Context, Step, StepResult
@@ -20,9 +20,9 @@ class ReportResult(StepResult):
     task: str
     metrics: dict[str, float | None] | None = None
     champion: dict[str, Any] | None = None
-    failures: list[str] = []
+    failures: list[str] = Field(default_factory=list)
     run_id: str | None = None
-    plots: list[str] = []
+    plots: list[str] = Field(default_factory=list)
 
     def summary_lines(self) -> list[str]:
         return [f"report: {self.headline} (verdict: {self.verdict})"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from pipeline.errors import PipelineError
 from pipeline.steps.base import Context, Step, StepResult
 from pipeline.steps.validate import ValidateResult
@@ -21,7 +23,7 @@ class TrainResult(StepResult):
     fit_seconds: float
     model_dir: str
     tracking_uri: str
-    packages: dict[str, str] = {}
+    packages: dict[str, str] = Field(default_factory=dict)
 
     def summary_lines(self) -> list[str]:
         shown = ", ".join(f"{k}={v:.3f}" for k, v in self.metrics.items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pipeline.steps.base import Annotation, Context, Option, Step, StepResult, say
 
@@ -27,11 +27,11 @@ class ValidateResult(StepResult):
     rows: int
     source: str
     data_hash: str = ""
-    problems: list[DataProblem] = []
-    warnings: list[DataProblem] = []
-    checks_run: list[str] = []
-    leakage: dict[str, Any] = {}
-    drift: dict[str, Any] = {}
+    problems: list[DataProblem] = Field(default_factory=list)
+    warnings: list[DataProblem] = Field(default_factory=list)
+    checks_run: list[str] = Field(default_factory=list)
+    leakage: dict[str, Any] = Field(default_factory=dict)
+    drift: dict[str, Any] = Field(default_factory=dict)
 
     def annotations(self) -> list[Annotation]:
         def one(level: str, item: DataProblem) -> Annotation:

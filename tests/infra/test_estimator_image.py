@@ -40,7 +40,8 @@ def test_lightgbm_model_is_served_from_the_built_image(engines: str, tmp_path: P
            "--security-opt", "no-new-privileges", "-p", f"127.0.0.1:{port}:8080", digest)
     try:
         wait_ready(f"http://127.0.0.1:{port}", timeout=120)
-        assert subprocess.run(["docker", "exec", container, "ls", "/srv/model/fastpath.json"], capture_output=True).returncode != 0
+        listing = subprocess.run(["docker", "exec", container, "ls", "/srv/model/fastpath.json"], capture_output=True)
+        assert listing.returncode != 0
         freeze = docker("exec", container, "python", "-c", "import importlib.metadata as m; print(m.version('lightgbm'))")
         assert freeze == __import__("importlib.metadata").metadata.version("lightgbm")
 

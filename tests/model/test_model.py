@@ -42,7 +42,7 @@ def test_unknown_estimator_unknown_parameter_and_bad_task_name_the_key():
 def test_an_estimator_without_the_task_says_so(monkeypatch):
     only = Estimator(factories={"classification": "sklearn.linear_model:LogisticRegression"})
     monkeypatch.setitem(ESTIMATORS, "only_classes", only)
-    with pytest.raises(ValueError, match="train.estimator: 'only_classes' does not support task 'regression'"):
+    with pytest.raises(ValueError, match=r"train\.estimator: 'only_classes' does not support task 'regression'"):
         build_model(spec("only_classes", "regression"))
 
 
@@ -56,7 +56,7 @@ def test_missing_optional_package_says_how_to_install_it(monkeypatch):
 def test_a_record_whose_module_is_absent_and_has_no_extra(monkeypatch):
     absent = Estimator(factories={"classification": "no_such_module_here:Model"}, requirements=("no-such-package",))
     monkeypatch.setitem(ESTIMATORS, "absent", absent)
-    with pytest.raises(ValueError, match="'absent' needs the package no-such-package: pip install no-such-package$"):
+    with pytest.raises(ValueError, match=r"'absent' needs the package no-such-package: pip install no-such-package$"):
         build_model(spec("absent"))
 
 
@@ -85,7 +85,8 @@ def test_requirements_and_trusted_types_of_the_built_ins():
 
 def test_feature_pipeline_handles_missing_values_and_unseen_categories():
     data = pd.read_csv(PENGUINS)
-    model = build_model(spec("random_forest", n_estimators=10)).fit(data[[*NUMERIC, "species", "island"]], data["sex"].astype(str))
+    model = build_model(spec("random_forest", n_estimators=10))
+    model.fit(data[[*NUMERIC, "species", "island"]], data["sex"].astype(str))
     odd = data[[*NUMERIC, "species", "island"]].head(2).copy()
     odd.loc[odd.index[0], "species"] = "Emperor"  # unseen in training
     odd.loc[odd.index[1], "culmen_length_mm"] = float("nan")
@@ -96,7 +97,8 @@ SMALL = {"hist_gradient_boosting": {"max_iter": 20}, "lightgbm": {"n_estimators"
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
-@pytest.mark.parametrize(("task", "target"), [("classification", "sex"), ("classification", "species"), ("regression", "body_mass_g")])
+@pytest.mark.parametrize(("task", "target"),
+                         [("classification", "sex"), ("classification", "species"), ("regression", "body_mass_g")])
 def test_declared_trusted_types_cover_what_skops_finds_and_load_back(name, task, target):
     """A missing type would make the saved model unloadable (skops refuses untrusted types)."""
     import numpy as np

@@ -40,7 +40,8 @@ def write_project(dest: Path, estimator: str = "lightgbm", params: dict | None =
     make_rows(2).to_csv(dest / "data" / "reference.csv", index=False)
     raw = yaml.safe_load((REPO / "mlops.yaml").read_text())
     raw["project"] = "plugin-demo"
-    raw["data"].update(path="data/train.csv", reference="data/reference.csv", target="label", id_column="row_id", positive_class="yes")
+    raw["data"].update(path="data/train.csv", reference="data/reference.csv", target="label", id_column="row_id",
+                       positive_class="yes")
     raw["validate"]["columns"] = {
         "row_id": {"type": "string", "unique": True},
         "colour": {"type": "category", "allowed": ["red", "green", "blue"], "nullable": True, "max_null_rate": 0.1},
@@ -99,8 +100,10 @@ def test_a_sklearn_model_needs_nothing_beyond_the_base_runtime(tmp_path: Path) -
 
 def test_bad_estimator_or_params_end_in_one_line(tmp_path: Path) -> None:
     for estimator, params, message in [
-        ("xgboost", {}, "error: train.estimator: unknown estimator 'xgboost'; known: hist_gradient_boosting, lightgbm, linear, random_forest"),
-        ("random_forest", {"n_trees": 5}, "error: train.params: RandomForestClassifier.__init__() got an unexpected keyword argument 'n_trees'"),
+        ("xgboost", {},
+         "error: train.estimator: unknown estimator 'xgboost'; known: hist_gradient_boosting, lightgbm, linear, random_forest"),
+        ("random_forest", {"n_trees": 5},
+         "error: train.params: RandomForestClassifier.__init__() got an unexpected keyword argument 'n_trees'"),
     ]:
         project = write_project(tmp_path / estimator, estimator, params)
         assert mlops(project, "validate").returncode == 0
