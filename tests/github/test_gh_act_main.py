@@ -251,9 +251,8 @@ def test_monitor_finds_drift_and_hands_the_data_to_the_retraining_job(venv_bin: 
     result = actkit.run_act(repo, "workflow_dispatch", {"inputs": {}}, state=state, venv_bin=venv_bin,
                             workdir=tmp_path / "run", workflow="monitor.yml", job="drift")
     assert result.returncode == 0, result.log[-6000:]
-    assert "$ mlops --config mlops.yaml validate --data data/incoming.csv" in result.log
     assert "$ mlops --config mlops.yaml drift --data data/incoming.csv" in result.log
-    assert "drifted: retraining pull request follows" in result.log
+    assert "Refuse unusable data" not in result.log  # exit 1 is drift, not a broken feed
     artifact = result.artifact("retraining-data")
     report = json.loads((artifact / "outputs" / "drift.json").read_text())
     assert {"body_mass_g", "flipper_length_mm"} <= set(report["drifted"])
@@ -269,8 +268,7 @@ def test_monitor_refuses_broken_incoming_data_instead_of_retraining_on_it(venv_b
                             workdir=tmp_path / "run", workflow="monitor.yml")
     assert result.returncode != 0
     assert "empty file (0 bytes)" in result.log
-    assert "incoming data refused" in result.log
-    assert "drifted: retraining pull request follows" not in result.log
+    assert "mlops drift exited 2: the incoming data is unusable" in result.log
     assert not result.job_succeeded("drift")
     assert "Push a branch with the new data" not in result.log  # the retraining job never ran
     assert not result.artifact("retraining-data").exists()
