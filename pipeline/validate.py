@@ -2,7 +2,7 @@
 
 `validate` takes frames, not files (the CLI layer in `pipeline.steps` reads them with
 `pipeline.data.read_table`), collects EVERY problem instead of stopping at the first, and returns
-a JSON-serialisable report; `problem_lines` turns it into one line per problem for people.
+a JSON-serialisable report (`pipeline.steps.validate` prints one line per problem).
 
 What runs where, and why:
 - pandera (`contract_schema`) checks nullability, ranges, allowed categories and uniqueness,
@@ -103,18 +103,6 @@ def _positional(data: pd.DataFrame) -> pd.DataFrame:
     if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
         return data
     return data.reset_index(drop=True)
-
-
-def problem_lines(report: dict[str, Any], *, warnings: bool = False) -> list[str]:
-    """One line per problem (and per warning, when asked): check, column, expected, observed."""
-    items = [("", p) for p in report["problems"]]
-    if warnings:
-        items += [("warning: ", w) for w in report["warnings"]]
-    lines = []
-    for prefix, item in items:
-        where = f"column {item['column']!r}: " if item["column"] else ""
-        lines.append(f"validate: {prefix}{where}{item['check']}: expected {item['expected']}, observed {item['observed']}")
-    return lines
 
 
 def allowed_null_rate(spec: ColumnSpec) -> float:

@@ -25,8 +25,6 @@ from pipeline.errors import PipelineError
 
 REPO = Path(__file__).resolve().parents[2]
 # the package's own infra/; a forker's infra/ beside mlops.yaml wins (pipeline.delivery.build.infra_dir)
-STACK_FILE = REPO / "infra" / "swarm" / "stack.yml"
-OVERLAYS = REPO / "infra" / "k8s" / "overlays"
 TERMINAL = {"completed", "rollback_completed", "paused", "rollback_paused"}
 PORTS = {"staging": 8081, "production": 8080}
 

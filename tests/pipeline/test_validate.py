@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from pipeline.config import ColumnSpec, Config
-from pipeline.validate import allowed_null_rate, problem_lines, validate
+from pipeline.steps.validate import ValidateResult
+from pipeline.validate import allowed_null_rate, validate
 
 
 def make_config(task: str = "classification", **validate_options: Any) -> Config:
@@ -96,11 +97,16 @@ def test_each_bad_input_is_one_problem(change, expected):
         assert len([p for p in report["problems"] if p["column"] == expected[1]]) == 1
 
 
+def lines(report, kind="problems"):
+    return [item.text() for item in getattr(ValidateResult.model_validate({**report, "data_hash": "x"}), kind)]
+
+
 def test_problem_line_names_check_column_expected_and_file_line():
     report = validate(make_config(), _set("size", 16, 999.5)(frame()), None, source="bad.csv")
-    assert problem_lines(report) == [
-        "validate: column 'size': range: expected values in [0, 100], observed 1 row outside (first: line 18 = 999.5)"
+    assert lines(report) == [
+        "column 'size': range: expected values in [0, 100], observed 1 row outside (first: line 18 = 999.5)"
     ]
+    assert [p["line"] for p in report["problems"]] == [18]  # the row GitHub annotates
 
 
 def test_all_problems_are_collected_at_once():
@@ -113,8 +119,8 @@ def test_all_problems_are_collected_at_once():
 def test_extra_columns_can_warn_instead():
     report = validate(make_config(extra_columns="warn"), frame().assign(notes="x"), None, source="x")
     assert report["passed"] and found(report, "warnings") == {("extra_column", "notes")}
-    assert problem_lines(report, warnings=True) == [
-        "validate: warning: column 'notes': extra_column: expected only columns declared in validate.columns, "
+    assert lines(report, "warnings") == [
+        "column 'notes': extra_column: expected only columns declared in validate.columns, "
         "observed undeclared column (validate.extra_columns: warn)"
     ]
 
@@ -166,7 +172,7 @@ def test_drift_is_skipped_without_reference():
 
 def test_non_default_index_still_reports_file_lines():
     df = _set("size", 4, 999.0)(frame()).set_index("id", drop=False)
-    assert "line 6 = 999.0" in problem_lines(validate(make_config(), df, None, source="x"))[0]
+    assert "line 6 = 999.0" in lines(validate(make_config(), df, None, source="x"))[0]
 
 
 @pytest.mark.parametrize(
