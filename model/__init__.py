@@ -3,7 +3,8 @@
 The whole interface the pipeline sees: `build_model(spec)` returns an unfitted scikit-learn
 Pipeline taking the raw feature columns; `requirements(spec)` and `trusted_types(spec)` say what
 its saved model needs (pip packages beyond the base runtime, types skops must trust), read from
-the estimator's one declaration in `model/estimator.py`. Imports nothing from `pipeline/`.
+the estimator's one declaration in `model/estimator.py`; `register_onnx_converters()` lets skl2onnx
+convert the estimators it does not know itself. Imports nothing from `pipeline/`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from model.spec import ModelSpec
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-__all__ = ["ModelSpec", "build_model", "requirements", "trusted_types"]
+__all__ = ["ModelSpec", "build_model", "register_onnx_converters", "requirements", "trusted_types"]
 
 
 def build_model(spec: ModelSpec) -> Pipeline:
@@ -48,3 +49,15 @@ def trusted_types(spec: ModelSpec) -> list[str] | None:
 
     types = declared(spec.estimator).trusted_types
     return None if types is None else [*features.TRUSTED_TYPES, *types]
+
+
+def register_onnx_converters() -> None:
+    """Register with skl2onnx each declared estimator's ONNX converter whose package is installed."""
+    from model.estimator import ESTIMATORS
+
+    for record in ESTIMATORS.values():
+        if record.onnx_converter is not None:
+            try:
+                record.onnx_converter()
+            except ModuleNotFoundError:  # an optional estimator that is not installed: nothing to convert
+                continue

@@ -2,9 +2,11 @@
 
 The build context is staged (`stage`, the one place that decides what goes into the image) with
 only what the image needs: the serving runtime (`pipeline/serving`, with the import-free
-`pipeline/__init__.py`), the `model` package, the MLflow model directory, the contract derived
-from mlops.yaml, pinned requirements (scikit-learn pinned to the version the model was trained
-with) and infra/docker/Dockerfile, plus the build args and OCI lineage labels. `--context DIR`
+`pipeline/__init__.py`), the `model` package, the MLflow model directory with the model converted
+to ONNX beside it (pipeline/delivery/onnx.py, kept only when it agrees with scikit-learn), the
+contract derived from mlops.yaml, pinned requirements (onnxruntime and NumPy when the model
+converted; else scikit-learn pinned to the version the model was trained with) and
+infra/docker/Dockerfile, plus the build args and OCI lineage labels. `--context DIR`
 stops there: it stages into DIR and records the build args, labels and secret files in
 outputs/build.json (and, through pipeline.github, step outputs) for a builder such as
 docker/build-push-action. Without it the image is built and pushed here; when the base image
@@ -23,8 +25,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.delivery.onnx import Conversion
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = "python:3.11-slim"
@@ -36,6 +42,7 @@ ACTION_OUTPUTS = {"image": "image", "digest": "digest", "tags": "tags", "model-v
                   "context": "context", "repository": "repository", "build-args": "build_args", "labels": "labels",
                   "secret-files": "secret_files", "base-image": "base_image", "git-sha": "git_sha"}
 SERVE_EXTRA = "serve"  # the pyproject.toml extra the server needs on top of the model's requirements
+ONNX_RUNTIME = "onnxruntime"  # in the serve extra; in the image only when the model converted
 CONTEXT_MARK = ".mlops-context"  # marks a folder `--context` staged, so a re-run may replace it
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 CA_BUNDLES = [os.environ.get("PIP_CERT", ""), os.environ.get("SSL_CERT_FILE", ""), "/etc/ssl/certs/ca-certificates.crt"]
@@ -117,7 +124,7 @@ def serve_packages() -> list[str]:
     return [Requirement(r).name for r in declared]
 
 
-def requirements(model_dir: Path) -> str:
+def requirements(model_dir: Path, onnx: bool = False) -> str:
     """The image's requirements.txt: the model's own requirements.txt (written at training from
     the estimator's declaration in model/estimator.py, pinned to the training versions), plus the
     `serve` extra; what either leaves unpinned gets this environment's version. MLflow stays out
@@ -140,8 +147,9 @@ def requirements(model_dir: Path) -> str:
             raise PipelineError(f"{source}: cannot read requirement {line!r}: {exc}") from None
         if requirement.name != "mlflow":
             declared[requirement.name] = line if requirement.specifier else ""
-    for name in serve_packages():
-        declared.setdefault(name, "")
+    for name in [*serve_packages(), *(["numpy"] if onnx else [])]:
+        if onnx or name != ONNX_RUNTIME:
+            declared.setdefault(name, "")
     pins = package_versions([name for name, line in declared.items() if not line])
     lines = [line or (f"{name}=={pins[name]}" if name in pins else name) for name, line in declared.items()]
     return "".join(f"{line}\n" for line in lines)
@@ -169,19 +177,25 @@ def stage_app(app: Path) -> Path:
     return app
 
 
-def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Path:
-    """Everything the Dockerfile copies, and nothing else."""
+def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Conversion:
+    """Everything the Dockerfile copies, and nothing else; the model converted to ONNX beside its
+    staged copy when it converts and agrees with scikit-learn (the result says which runtime serves)."""
+    from pipeline.delivery import onnx
     from pipeline.delivery.contract import from_config
     from pipeline.serving.contract import write
 
     stage_app(dest / "app")
-    shutil.copytree(model_dir, dest / "artifacts" / "model", ignore=_IGNORE)
-    write(from_config(config), dest / "artifacts" / "contract.json")
-    pins = requirements(model_dir)
+    staged_model = dest / "artifacts" / "model"
+    shutil.copytree(model_dir, staged_model, ignore=_IGNORE)
+    contract = from_config(config)
+    write(contract, dest / "artifacts" / "contract.json")
+    conversion = onnx.convert(staged_model, contract)
+    print(f"build: {conversion.runtime} serves the model ({conversion.detail})", flush=True)
+    pins = requirements(model_dir, onnx=conversion.ok)
     (dest / "requirements.txt").write_text(pins)
     (dest / "constraints.txt").write_text(lock_constraints(REPO / "requirements.txt", pins))
     shutil.copy(infra / "docker" / "Dockerfile", dest / "Dockerfile")
-    return dest
+    return conversion
 
 
 @dataclass
@@ -193,6 +207,7 @@ class Staged:
     tags: list[str]
     build_args: dict[str, str]
     labels: dict[str, str]
+    runtime: str  # what serves the model in the image: onnxruntime or scikit-learn
     secret_files: list[str] = field(default_factory=list)  # `id=path`, as docker/build-push-action takes them
 
 
@@ -218,8 +233,8 @@ def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> 
     if build_args["SOURCE"]:
         labels["org.opencontainers.image.source"] = build_args["SOURCE"]
     ca = next((c for c in CA_BUNDLES if c and Path(c).is_file()), None)
-    stage_context(config, resolved.path, dest, infra_dir(config.root))
-    return Staged(dest, repo, tags, build_args, labels, [f"pipca={ca}"] if ca else [])
+    conversion = stage_context(config, resolved.path, dest, infra_dir(config.root))
+    return Staged(dest, repo, tags, build_args, labels, conversion.runtime, [f"pipca={ca}"] if ca else [])
 
 
 def _fresh_folder(path: Path) -> Path:
@@ -259,7 +274,7 @@ def main(args: argparse.Namespace) -> int:
                                "tags": staged.tags, "build_args": [f"{k}={v}" for k, v in staged.build_args.items()],
                                "labels": [f"{k}={v}" for k, v in staged.labels.items()], "secret_files": staged.secret_files,
                                "base_image": args.base_image, "model_version": resolved.version, "model_uri": resolved.uri,
-                               "git_sha": staged.build_args["GIT_SHA"]})
+                               "git_sha": staged.build_args["GIT_SHA"], "runtime": staged.runtime})
         for key, value in staged.build_args.items():
             print(f"build-arg {key}={value}")
         for key, value in staged.labels.items():
@@ -292,6 +307,7 @@ def main(args: argparse.Namespace) -> int:
     sha = staged.build_args["GIT_SHA"]
     _write_result(config, {"image": digest or tags[0], "tags": tags, "digest": digest, "image_id": image_id, "base_image": base,
                            "model_version": resolved.version, "model_uri": resolved.uri, "git_sha": sha,
-                           "repository": repo, "labels": [f"{k}={v}" for k, v in staged.labels.items()]})
+                           "repository": repo, "labels": [f"{k}={v}" for k, v in staged.labels.items()],
+                           "runtime": staged.runtime})
     print(f"build: {digest or tags[0]} (model {resolved.version}, base {base})")
     return 0

@@ -2,9 +2,9 @@
 
 `mlops serve --port 8080` resolves the model (registry alias, models:/ or runs:/ URI, or a local
 MLflow model directory), derives the request contract from mlops.yaml and starts the same server
-the image runs. `resolve_model` is shared with `mlops build`. The first start writes the verified
-NumPy fast path next to the model (`fastpath.npz`/`.json`, when the model supports it), so later
-starts are ready without importing scikit-learn.
+the image runs. `resolve_model` is shared with `mlops build`. Like the build, it first converts the
+model to ONNX next to it (pipeline/delivery/onnx.py) and serves it with onnxruntime when the graph
+agrees with scikit-learn, else with scikit-learn; it says which.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def _download(config: Any, uri: str) -> ResolvedModel:
 
 def main(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
+    from pipeline.delivery import onnx
     from pipeline.delivery.contract import from_config
     from pipeline.serving.server import serve
 
@@ -70,4 +71,7 @@ def main(args: argparse.Namespace) -> int:
     for tag, env in (("git_sha", "MLOPS_GIT_SHA"), ("data_hash", "MLOPS_DATA_HASH")):
         if tag in resolved.tags:
             os.environ.setdefault(env, resolved.tags[tag])
-    return serve(args.host, args.port, args.workers, resolved.path, contract=from_config(config))
+    contract = from_config(config)
+    conversion = onnx.convert(resolved.path, contract)
+    print(f"serve: {conversion.runtime} serves the model ({conversion.detail})", flush=True)
+    return serve(args.host, args.port, args.workers, resolved.path, contract=contract)

@@ -129,29 +129,17 @@ def _predict(state: State, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _warm_up(state: State) -> None:
     """Load (unless preloaded) and run the first predictions, so /ready means fast answers.
 
-    A fast path compiled next to the model needs NumPy only: ready at once, scikit-learn follows
-    in a background thread. Otherwise scikit-learn loads, the fast path is verified, and saved
-    next to the model so the next start is fast (skipped when the directory is read-only)."""
+    The ONNX graph the build verified for this model file when there is one (onnxruntime and
+    NumPy only: ready in a fraction of a second), else the scikit-learn pipeline."""
     settings, model_dir = state.settings, state.settings.model_dir
     if state.predictor is None:
-        compiled = predictor_mod.load_compiled(model_dir, state.contract) if settings.fast_path else None
-        state.predictor = compiled or predictor_mod.load(model_dir, state.contract)
+        state.predictor = predictor_mod.load(model_dir, state.contract, onnx=settings.fast_path)
+    print(f"model served by {state.predictor.runtime}", file=sys.stderr, flush=True)
     rows = predictor_mod.warm_up_rows(model_dir, state.contract)
-    if state.predictor.estimator is None:
-        print("fast path loaded from the compiled artifact (verified at compile time); scikit-learn loads in the background",
-              file=sys.stderr, flush=True)
-    elif settings.fast_path:
-        fast = state.predictor.enable_fast_path(rows)
-        print(f"fast path {'verified and on' if fast else 'off (model not supported): scikit-learn only'}",
-              file=sys.stderr, flush=True)
-        if fast:
-            predictor_mod.save_compiled(state.predictor, model_dir, rows)
     for _ in range(3):
         _predict(state, rows)
     state.metrics.model_info.labels(settings.model_version, settings.git_sha).set(1)
     state.ready = True
-    if state.predictor.estimator is None:
-        state.predictor.load_estimator_in_background(model_dir)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -205,7 +193,7 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
             raise ApiError(503, "draining" if state.draining else "model not loaded yet")
         rows = _parse(state, body)
         if state.predictor is not None and state.predictor.is_fast(len(rows)):
-            # Sub-millisecond and bounded (fixed trees and depth): a thread hop would cost more.
+            # onnxruntime on a few rows: tens of microseconds, bounded; a thread hop would cost more.
             return _json(200, _predict(state, rows))
         try:
             with anyio.fail_after(settings.predict_timeout):

@@ -2,20 +2,21 @@
 
 Why without MLflow: the full package adds hundreds of MB and seconds of start-up to the image.
 The directory's `MLmodel` file names the serialized file, its format and, for skops, the types
-the trainer declared trusted; that is all loading needs.
+the trainer declared trusted; that is all the scikit-learn path needs.
 
-Start-up without scikit-learn: importing scikit-learn, scipy and skops takes seconds. When the
-model directory holds a verified fast path compiled from this very model file (`save_compiled`,
-run by the image build and at the first scikit-learn load), `load_compiled` reads only that (NumPy)
-and scikit-learn loads later in a background thread, for large batches.
+Why ONNX Runtime: the build (`mlops build`, `mlops serve`; pipeline/delivery/onnx.py) converts the
+fitted pipeline, features included, to `model.onnx` and keeps it only if it agrees with
+scikit-learn; `model.onnx.json` names the SHA-256 of the model file it was made from. When that
+matches, the server runs the graph with onnxruntime (tens of microseconds a row, NumPy and
+onnxruntime only, so the image needs neither scikit-learn nor SciPy); otherwise, and for a model
+that did not convert, it loads the scikit-learn pipeline as trained.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,14 +24,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from pipeline.serving import fastpath
 from pipeline.serving.contract import Contract
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# Up to this many rows a request may take the NumPy fast path (beyond, scikit-learn is as fast).
-FAST_PATH_MAX_ROWS = 64
+ONNX_FILE = "model.onnx"
+ONNX_META = "model.onnx.json"  # {"model_sha256", "onnx_sha256", "classes", "tolerance", ...}
+# Up to this many rows a request runs inline on the event loop (onnxruntime: well under 1 ms).
+INLINE_MAX_ROWS = 64
+MISSING_CATEGORY = "nan"  # what skl2onnx names the category NaN (a missing value) became in training
 
 
 @dataclass
@@ -42,12 +45,14 @@ class Prediction:
 
 
 class Predictor:
-    """A fitted scikit-learn estimator plus the contract that shapes its input frame.
+    """The model behind /predict: an onnxruntime graph (`runtime == "onnxruntime"`) or the fitted
+    scikit-learn pipeline (`"scikit-learn"`), plus the contract that shapes its input."""
 
-    `estimator` is None while only the compiled fast path is loaded (then `classes` comes from it)."""
-
-    def __init__(self, estimator: Any, contract: Contract, info: dict[str, Any], classes: list[str] | None = None) -> None:
+    def __init__(self, estimator: Any, contract: Contract, info: dict[str, Any], classes: list[str] | None = None,
+                 onnx: OnnxModel | None = None) -> None:
         self.estimator = estimator
+        self.onnx = onnx
+        self.runtime = "onnxruntime" if onnx is not None else "scikit-learn"
         self.contract = contract
         self.info = info
         self.columns = contract.feature_names
@@ -56,55 +61,31 @@ class Predictor:
         self.classes = [str(c) for c in classes] if classes is not None and contract.task == "classification" else None
         self._positive = (self.classes.index(contract.positive_class)
                           if self.classes and contract.positive_class in self.classes else None)
-        self.fast: fastpath.FastPath | None = None  # once verified
         if estimator is not None:
             _single_thread(estimator)
 
-    def enable_fast_path(self, example_rows: list[dict[str, Any]]) -> bool:
-        """Use the NumPy fast path for small requests if it reproduces scikit-learn exactly."""
-        self.fast = fastpath.verified(self.estimator, self.contract, self._sklearn_values, example_rows)
-        return self.fast is not None
-
-    def _sklearn_values(self, rows: list[dict[str, Any]]) -> np.ndarray:
+    def values(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Class probabilities (rows x classes) or regression values for validated rows."""
+        if self.onnx is not None:
+            values = self.onnx.run(rows)
+            return values if self.classes is not None else values.reshape(-1)
         frame = self.frame(rows)
         return self.estimator.predict_proba(frame) if self.classes is not None else self.estimator.predict(frame)
 
     def predict_rows(self, rows: list[dict[str, Any]]) -> Prediction:
-        """Small requests fully on the verified fast path; large ones with compiled features and
-        scikit-learn's trees; anything else through the fitted scikit-learn pipeline."""
-        if self.fast is not None:
-            return self._prediction(self.fast(rows) if len(rows) <= FAST_PATH_MAX_ROWS else self.fast.batch(rows))
-        return self._prediction(self._sklearn_values(rows))
+        return self._prediction(self.values(rows))
 
     def is_fast(self, rows: int) -> bool:
-        """True when a request of `rows` rows takes the bounded NumPy path (safe to run inline)."""
-        return self.fast is not None and rows <= FAST_PATH_MAX_ROWS
+        """True when a request of `rows` rows is cheap and bounded enough to run inline."""
+        return self.onnx is not None and rows <= INLINE_MAX_ROWS
 
     def _prediction(self, values: np.ndarray) -> Prediction:
         values = np.ascontiguousarray(values)  # LightGBM's predict_proba is column-major; orjson needs C order
         if self.classes is None:
-            return Prediction([float(v) for v in values], None, None, None)
+            return Prediction(values.astype(float).ravel().tolist(), None, None, None)
         labels = [self.classes[i] for i in values.argmax(axis=1)]
         scores = values[:, self._positive] if self._positive is not None else values.max(axis=1)
         return Prediction(labels, self.classes, values, scores)
-
-    def load_estimator_in_background(self, model_dir: str | Path) -> threading.Thread:
-        """Load scikit-learn and the estimator in a thread; large batches use its trees once done
-        (until then every request takes the NumPy walk, which is verified too)."""
-        def run() -> None:
-            try:
-                estimator, _ = load_estimator(model_dir)
-                _single_thread(estimator)
-                if self.fast is not None:
-                    self.fast.attach(estimator)
-                self.estimator = estimator
-                print("scikit-learn loaded in the background: large batches use its trees", file=sys.stderr, flush=True)
-            except Exception as exc:
-                print(f"background scikit-learn load failed, NumPy path only: {exc!r}", file=sys.stderr, flush=True)
-
-        thread = threading.Thread(target=run, name="load-scikit-learn", daemon=True)
-        thread.start()
-        return thread
 
     def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Rows (already validated) as the DataFrame training saw: missing values as NaN."""
@@ -123,12 +104,73 @@ class Predictor:
         return self._prediction(values)
 
 
+class OnnxModel:
+    """An ONNX graph with one input per feature column (double or string, shape rows x 1), run by
+    onnxruntime. The session is made in the process that runs it (a forked worker makes its own:
+    onnxruntime's threads do not survive fork), with `threads` intra-op threads."""
+
+    def __init__(self, graph: bytes, threads: int = 1) -> None:
+        self.graph = graph
+        self.threads = max(1, threads)
+        self._session: Any = None
+        self._pid = -1
+        self._inputs: list[tuple[str, bool]] = []  # (column, is_string)
+        self._output: str = ""
+        self._open()  # fail now on a broken graph, not at the first request; then dropped, so a
+        # process forked from this one never inherits (and never tears down) a thread pool it lacks
+
+    def _open(self) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        session = ort.InferenceSession(self.graph, options, providers=["CPUExecutionProvider"])
+        self._inputs = [(i.name, i.type == "tensor(string)") for i in session.get_inputs()]
+        self._output = session.get_outputs()[-1].name  # classifiers: (label, probabilities); regressors: (value,)
+        return session
+
+    def session(self) -> Any:
+        """This process's session, made on first use."""
+        if self._pid != os.getpid():
+            self._session, self._pid = self._open(), os.getpid()
+        return self._session
+
+    def feeds(self, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        feeds: dict[str, np.ndarray] = {}
+        for name, is_string in self._inputs:
+            if is_string:
+                column = np.array([_category(row.get(name)) for row in rows], dtype=object)
+            else:
+                column = np.array([row.get(name) for row in rows], dtype=np.float64)  # None -> nan
+            feeds[name] = column.reshape(-1, 1)
+        return feeds
+
+    def run(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        session = self.session()
+        values: np.ndarray = session.run([self._output], self.feeds(rows))[0]
+        return values.astype(np.float64, copy=False)
+
+
+def _category(value: Any) -> str:
+    """A categorical value as the graph's string input (bools as Python spells them, missing as NaN's name)."""
+    return MISSING_CATEGORY if value is None else str(value)
+
+
 def _single_thread(estimator: Any) -> None:
     """One thread per prediction: a joblib pool per request costs more than it saves (workers scale)."""
     steps = getattr(estimator, "steps", None)
     final = steps[-1][1] if steps else estimator
     if "n_jobs" in getattr(final, "get_params", lambda: {})():
         final.set_params(n_jobs=1)
+
+
+def intra_op_threads(workers: int) -> int:
+    """onnxruntime threads per worker: the cores this process may use, shared by the workers."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
 
 
 def read_mlmodel(model_dir: Path) -> dict[str, Any]:
@@ -159,77 +201,51 @@ def load_estimator(model_dir: str | Path) -> tuple[Any, dict[str, Any]]:
     return estimator, info
 
 
-def load(model_dir: str | Path, contract: Contract) -> Predictor:
-    estimator, info = load_estimator(model_dir)
-    return Predictor(estimator, contract, info)
-
-
-def model_hash(model_dir: Path, info: dict[str, Any]) -> str:
-    """SHA-256 of the serialized model file: what a compiled fast path was made from."""
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(model_dir / info["flavors"]["sklearn"]["pickled_model"], "rb") as handle:
+    with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def load_compiled(model_dir: str | Path, contract: Contract) -> Predictor | None:
-    """The fast path saved next to the model, NumPy only, if it was compiled from this very model
-    file (same SHA-256). None when missing, stale or unreadable: use `load` (scikit-learn)."""
+def model_hash(model_dir: Path, info: dict[str, Any]) -> str:
+    """SHA-256 of the serialized model file: what an ONNX graph was converted from."""
+    return sha256(model_dir / info["flavors"]["sklearn"]["pickled_model"])
+
+
+def load_onnx(model_dir: str | Path, contract: Contract, threads: int = 1) -> Predictor | None:
+    """The ONNX graph next to the model, if it was converted (and verified) from this very model
+    file and is itself unchanged (both SHA-256 in model.onnx.json). None when missing, stale or
+    unreadable, or onnxruntime is not installed: use `load_sklearn`."""
     model_dir = Path(model_dir)
     try:
         info = read_mlmodel(model_dir)
-        fast, doc = fastpath.load(model_dir)
-        if doc.get("model_sha256") != model_hash(model_dir, info):
+        meta = json.loads((model_dir / ONNX_META).read_text(encoding="utf-8"))
+        graph = (model_dir / ONNX_FILE).read_bytes()
+        if meta.get("model_sha256") != model_hash(model_dir, info):
             return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    loaded = Predictor(None, contract, info, classes=doc.get("classes"))
-    loaded.fast = fast
-    return loaded
+        if meta.get("onnx_sha256") != hashlib.sha256(graph).hexdigest():
+            return None
+        onnx = OnnxModel(graph, threads)
+    except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError):
+        return None  # onnxruntime's own errors derive from RuntimeError
+    return Predictor(None, contract, info, classes=meta.get("classes"), onnx=onnx)
 
 
-def save_compiled(loaded: Predictor, model_dir: str | Path, example_rows: list[dict[str, Any]]) -> bool:
-    """Save `loaded`'s verified fast path next to the model for `load_compiled`. The written copy
-    is read back and must reproduce scikit-learn on the verification rows (NumPy walk and
-    scikit-learn's trees) before it replaces any artifact. False if not verified or not writable."""
-    if loaded.fast is None or loaded.estimator is None:
-        return False
-    model_dir = Path(model_dir)
-    suffix = f".tmp{os.getpid()}.{threading.get_ident()}"
-    written = [model_dir / (name + suffix) for name in (fastpath.ARTIFACT_NPZ, fastpath.ARTIFACT_JSON)]
-    try:
-        meta = {"model_sha256": model_hash(model_dir, loaded.info), "classes": loaded.classes}
-        fastpath.save(loaded.fast, model_dir, meta, suffix)
-        copy, _ = fastpath.load(model_dir, suffix)
-        rows = fastpath.verification_rows(loaded.contract, example_rows)
-        if not fastpath.agrees(copy, loaded._sklearn_values, rows):
-            return False
-        copy.attach(loaded.estimator)
-        if not fastpath.agrees(copy, loaded._sklearn_values, rows):
-            return False
-        for path in written:  # json last: it names the model hash, so it commits the pair
-            os.replace(path, model_dir / path.name.removesuffix(suffix))
-        return True
-    except (OSError, ValueError, TypeError) as exc:  # read-only model directory, or categories JSON cannot hold
-        print(f"fast path not saved next to the model: {exc}", file=sys.stderr, flush=True)
-        return False
-    finally:
-        for path in written:
-            path.unlink(missing_ok=True)
+def load_sklearn(model_dir: str | Path, contract: Contract) -> Predictor:
+    estimator, info = load_estimator(model_dir)
+    return Predictor(estimator, contract, info)
 
 
-def compile_fast_path(model_dir: str | Path, contract: Contract) -> bool:
-    """Load with scikit-learn, verify the fast path and save it next to the model (`mlops build`)."""
-    loaded = load(model_dir, contract)
-    rows = warm_up_rows(model_dir, contract)
-    return loaded.enable_fast_path(rows) and save_compiled(loaded, model_dir, rows)
+def load(model_dir: str | Path, contract: Contract, onnx: bool = True, workers: int = 1) -> Predictor:
+    """The ONNX graph when one was verified for this model file (and `onnx`), else scikit-learn."""
+    loaded = load_onnx(model_dir, contract, intra_op_threads(workers)) if onnx else None
+    return loaded or load_sklearn(model_dir, contract)
 
 
 def warm_up_rows(model_dir: str | Path, contract: Contract) -> list[dict[str, Any]]:
     """Rows to warm the model with: the saved input example when present, else a synthetic row."""
-    import json
-
     example = Path(model_dir) / "input_example.json"
     if example.is_file():
         raw = json.loads(example.read_text(encoding="utf-8"))

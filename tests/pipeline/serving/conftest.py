@@ -1,5 +1,6 @@
 """Fixtures for the serving tests: a real model trained from the template (saved the way
-`mlops train` saves it: MLflow sklearn flavor, skops, signature), and the app around it."""
+`mlops train` saves it: MLflow sklearn flavor, skops, signature), its copy converted to ONNX as
+the build stages it, and the app around that."""
 
 from __future__ import annotations
 
@@ -50,18 +51,32 @@ def model_dir(config, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def onnx_model_dir(model_dir: Path, contract, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model converted to ONNX next to it, as `mlops build` stages it for the image."""
+    import shutil
+
+    from pipeline.delivery import onnx
+
+    out = shutil.copytree(model_dir, tmp_path_factory.mktemp("onnx-model") / "model")
+    conversion = onnx.convert(out, contract)
+    assert conversion.ok, conversion.detail
+    return out
+
+
+@pytest.fixture(scope="session")
 def good_row() -> dict:
     return {"species": "Gentoo", "island": "Biscoe", "clutch_completion": "yes", "culmen_length_mm": 50.5,
             "culmen_depth_mm": 16.0, "flipper_length_mm": 228.0, "body_mass_g": 5800.0, "delta_15n": 8.3, "delta_13c": -26.1}
 
 
 @pytest.fixture()
-def client(model_dir: Path, contract) -> Iterator:
+def client(onnx_model_dir: Path, contract) -> Iterator:
+    """The app as the image runs it: the model served by onnxruntime."""
     from fastapi.testclient import TestClient
 
     from pipeline.serving.app import create_app
     from pipeline.serving.settings import Settings
 
-    app = create_app(Settings(model_dir=model_dir, model_version="7", git_sha="abc123"), contract)
+    app = create_app(Settings(model_dir=onnx_model_dir, model_version="7", git_sha="abc123"), contract)
     with TestClient(app) as test_client:
         yield test_client

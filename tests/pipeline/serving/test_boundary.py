@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 RUNTIME_MODULES = ["pipeline.serving.app", "pipeline.serving.server", "pipeline.serving.predictor",
-                   "pipeline.serving.compile", "pipeline.serving.settings", "pipeline.serving.metrics"]
+                   "pipeline.serving.settings", "pipeline.serving.metrics"]
 NEVER = ("mlflow",)  # the image has no MLflow
-NOT_AT_IMPORT = ("sklearn", "skops", "scipy", "pandas")  # ready on the NumPy fast path before these load
+NOT_WITH_ONNX = ("sklearn", "skops", "scipy", "pandas", "skl2onnx", "onnx")  # not in the image of a converted model
 
 
 @pytest.fixture(scope="module")
@@ -57,32 +57,45 @@ def breaches(modules: list[str], banned: tuple[str, ...]) -> list[str]:
 def test_importing_the_runtime_pulls_in_no_mlflow_no_pipeline_code_and_no_scikit_learn(app_dir: Path) -> None:
     modules = modules_after(app_dir, "\n".join(f"import {name}" for name in RUNTIME_MODULES))
     assert set(RUNTIME_MODULES) <= set(modules)
-    assert breaches(modules, NEVER + NOT_AT_IMPORT) == []
+    assert breaches(modules, NEVER + NOT_WITH_ONNX) == []
 
 
-def test_compiling_loading_and_serving_pull_in_no_mlflow_and_no_pipeline_code(app_dir: Path, model_dir: Path, contract,
-                                                                            good_row: dict, tmp_path: Path) -> None:
-    """The image build's compile step, then both loaders (fast path and scikit-learn) behind the
-    app answering /ready and /predict: everything the runtime imports lazily too."""
-    from pipeline.serving.contract import write
-
-    model = shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("fastpath.*"))
-    contract_path = write(contract, tmp_path / "contract.json")
-    code = f"""
+SERVE = """
 from pathlib import Path
 from fastapi.testclient import TestClient
-from pipeline.serving import compile, contract, predictor
+from pipeline.serving import contract, predictor
 from pipeline.serving.app import create_app
 from pipeline.serving.settings import Settings
-model, served = Path({str(model)!r}), contract.load({str(contract_path)!r})
-assert compile.main([str(model), {str(contract_path)!r}]) == 0
-for loaded in (predictor.load_compiled(model, served), predictor.load(model, served)):
-    assert loaded is not None
-    with TestClient(create_app(Settings(model_dir=model), served, loaded)) as client:
-        assert client.get("/ready").status_code == 200
-        answer = client.post("/predict", json={{"rows": [{good_row!r}]}})
-        assert answer.status_code == 200, answer.text
+model, served = Path({model!r}), contract.load({contract!r})
+loaded = predictor.load(model, served)
+assert loaded.runtime == {runtime!r}, loaded.runtime
+with TestClient(create_app(Settings(model_dir=model), served, loaded)) as client:
+    assert client.get("/ready").status_code == 200
+    answer = client.post("/predict", json={{"rows": [{row!r}] * 3}})
+    assert answer.status_code == 200, answer.text
 """
+
+
+def test_serving_a_converted_model_needs_onnxruntime_and_numpy_only(app_dir: Path, onnx_model_dir: Path, contract,
+                                                                     good_row: dict, tmp_path: Path) -> None:
+    """Loading the graph the build verified and answering /ready and /predict, everything the
+    runtime imports lazily included, pulls in no scikit-learn, SciPy, pandas or converter."""
+    from pipeline.serving.contract import write
+
+    code = SERVE.format(model=str(onnx_model_dir), contract=str(write(contract, tmp_path / "contract.json")),
+                        runtime="onnxruntime", row=good_row)
+    modules = modules_after(app_dir, code)
+    assert "onnxruntime" in modules
+    assert breaches(modules, NEVER + NOT_WITH_ONNX) == []
+
+
+def test_a_model_without_a_graph_is_served_by_scikit_learn_without_mlflow(app_dir: Path, model_dir: Path, contract,
+                                                                         good_row: dict, tmp_path: Path) -> None:
+    from pipeline.serving.contract import write
+
+    model = shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("model.onnx*"))
+    code = SERVE.format(model=str(model), contract=str(write(contract, tmp_path / "contract.json")),
+                        runtime="scikit-learn", row=good_row)
     modules = modules_after(app_dir, code)
     assert "sklearn" in modules and "skops" in modules  # the scikit-learn path really ran
     assert breaches(modules, NEVER) == []
