@@ -56,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-image", default=os.environ.get("MLOPS_BASE_IMAGE", DEFAULT_BASE))
     parser.add_argument("--no-push", action="store_true", help="build and tag only")
     parser.add_argument("--tag", action="append", default=[], help="extra tag (repeatable)")
+    parser.add_argument("--no-onnx", action="store_true", help="serve the model with scikit-learn even if it converts "
+                        "to ONNX (the image then carries scikit-learn and the estimator's packages)")
     parser.add_argument("--context", metavar="DIR", help="only stage the build context into DIR and write the build args and "
                         "labels to outputs/build.json; no docker needed, nothing is built or pushed")
 
@@ -128,7 +130,9 @@ def requirements(model_dir: Path, onnx: bool = False) -> str:
     """The image's requirements.txt: the model's own requirements.txt (written at training from
     the estimator's declaration in model/estimator.py, pinned to the training versions), plus the
     `serve` extra; what either leaves unpinned gets this environment's version. MLflow stays out
-    of the image."""
+    of the image. With `onnx` (the model converted and verified): the `serve` extra and NumPy
+    only, since onnxruntime runs the graph (no scikit-learn, SciPy, pandas or estimator package);
+    without it, no onnxruntime."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     from pipeline.tracking import package_versions
@@ -137,7 +141,7 @@ def requirements(model_dir: Path, onnx: bool = False) -> str:
     if not source.is_file():
         raise PipelineError(f"{source}: missing; the model directory must be an MLflow model saved by `mlops train`")
     declared: dict[str, str] = {}
-    for line in source.read_text().splitlines():
+    for line in [] if onnx else source.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line or line.startswith("-"):
             continue
@@ -177,7 +181,7 @@ def stage_app(app: Path) -> Path:
     return app
 
 
-def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra") -> Conversion:
+def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "infra", convert: bool = True) -> Conversion:
     """Everything the Dockerfile copies, and nothing else; the model converted to ONNX beside its
     staged copy when it converts and agrees with scikit-learn (the result says which runtime serves)."""
     from pipeline.delivery import onnx
@@ -189,7 +193,7 @@ def stage_context(config, model_dir: Path, dest: Path, infra: Path = REPO / "inf
     shutil.copytree(model_dir, staged_model, ignore=_IGNORE)
     contract = from_config(config)
     write(contract, dest / "artifacts" / "contract.json")
-    conversion = onnx.convert(staged_model, contract)
+    conversion = onnx.convert(staged_model, contract) if convert else onnx.Conversion(False, "--no-onnx")
     print(f"build: {conversion.runtime} serves the model ({conversion.detail})", flush=True)
     pins = requirements(model_dir, onnx=conversion.ok)
     (dest / "requirements.txt").write_text(pins)
@@ -233,7 +237,7 @@ def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> 
     if build_args["SOURCE"]:
         labels["org.opencontainers.image.source"] = build_args["SOURCE"]
     ca = next((c for c in CA_BUNDLES if c and Path(c).is_file()), None)
-    conversion = stage_context(config, resolved.path, dest, infra_dir(config.root))
+    conversion = stage_context(config, resolved.path, dest, infra_dir(config.root), convert=not args.no_onnx)
     return Staged(dest, repo, tags, build_args, labels, conversion.runtime, [f"pipca={ca}"] if ca else [])
 
 

@@ -79,12 +79,20 @@ def test_lightgbm_model_carries_its_requirements_into_the_model_and_the_image(tm
     trusted = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]["skops_trusted_types"]
     assert "lightgbm.basic.Booster" in trusted
 
-    staged = mlops(project, "build", "--model", str(model_dir), "--context", str(tmp_path / "context"))
+    # served by scikit-learn (--no-onnx): the image carries LightGBM as trained
+    staged = mlops(project, "build", "--model", str(model_dir), "--no-onnx", "--context", str(tmp_path / "context"))
     assert staged.returncode == 0, staged.stderr
+    assert "build: scikit-learn serves the model (--no-onnx)" in staged.stdout
     image_requirements = (tmp_path / "context" / "requirements.txt").read_text().split()
     assert pinned in image_requirements
     assert f"fastapi=={metadata.version('fastapi')}" in image_requirements
-    assert not [line for line in image_requirements if line.startswith("mlflow")]
+    assert not [line for line in image_requirements if line.startswith(("mlflow", "onnxruntime"))]
+    # by default it converts (onnxmltools' converter, registered by model/): onnxruntime, no LightGBM
+    staged = mlops(project, "build", "--model", str(model_dir), "--context", str(tmp_path / "context"))
+    assert staged.returncode == 0, staged.stderr
+    assert "build: onnxruntime serves the model" in staged.stdout
+    names = {line.split("==")[0] for line in (tmp_path / "context" / "requirements.txt").read_text().split()}
+    assert "onnxruntime" in names and not names & {"lightgbm", "scikit-learn", "scipy"}
     assert json.loads((project / "outputs" / "evaluate.json").read_text())["passed"] is True
 
 

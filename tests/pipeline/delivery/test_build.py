@@ -8,6 +8,7 @@ are checked in the `$GITHUB_OUTPUT` format GitHub reads (multi-line values in th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -77,9 +78,14 @@ def test_context_stages_what_the_dockerfile_copies_and_outputs_args_and_labels(t
     assert (context / "app" / "pipeline" / "serving" / "__main__.py").is_file()
     assert (context / "app" / "model" / "__init__.py").is_file()
     assert not list(context.rglob("__pycache__"))
-    requirements = (context / "requirements.txt").read_text().splitlines()
-    assert any(line.startswith("scikit-learn==") for line in requirements)
-    assert any(line.startswith("fastapi==") for line in requirements)
+    # the template's model converts: the graph beside it, and onnxruntime instead of scikit-learn
+    assert "build: onnxruntime serves the model (verified on" in result.stdout
+    meta = json.loads((context / "artifacts" / "model" / "model.onnx.json").read_text())
+    assert meta["model_sha256"] == hashlib.sha256((model_dir / "model.skops").read_bytes()).hexdigest()
+    assert not (model_dir / "model.onnx").exists()  # converted in the staged copy only
+    requirements = {line.split("==")[0] for line in (context / "requirements.txt").read_text().splitlines()}
+    assert {"onnxruntime", "numpy", "fastapi"} <= requirements
+    assert not requirements & {"scikit-learn", "scipy", "pandas", "skops", "skl2onnx"}
     assert (context / ".dockerignore").read_text().strip() == ".mlops-context"  # the marker stays out of the image
 
     # step outputs: single values, and the multi-line ones docker/build-push-action takes as lists
@@ -106,6 +112,7 @@ def test_context_stages_what_the_dockerfile_copies_and_outputs_args_and_labels(t
     # the same in outputs/build.json, and the log shows what a builder gets
     result_json = json.loads(Path(outputs["result"]).read_text())
     assert result_json["mode"] == "context" and result_json["build_args"] == outputs["build-args"].splitlines()
+    assert result_json["runtime"] == "onnxruntime"
     assert f"label org.opencontainers.image.revision={SHA}" in result.stdout
     assert "not built" in result.stdout
 
@@ -169,3 +176,10 @@ def test_deploy_renders_the_forks_own_overlay(tmp_path: Path, monkeypatch: pytes
     deploy.render_overlay("staging", None, tmp_path / "no-infra-here")
     assert rendered == [str(tmp_path / "infra" / "k8s" / "overlays" / "staging"),
                         str(REPO / "infra" / "k8s" / "overlays" / "staging")]
+
+
+def test_a_model_served_by_scikit_learn_gets_scikit_learn_and_no_onnxruntime(model_dir: Path) -> None:
+    from pipeline.delivery.build import requirements
+
+    served_by_sklearn = {line.split("==")[0] for line in requirements(model_dir, onnx=False).splitlines()}
+    assert {"scikit-learn", "skops", "fastapi"} <= served_by_sklearn and "onnxruntime" not in served_by_sklearn
