@@ -3,8 +3,8 @@
 `mlops serve --port 8080` resolves the model (registry alias, models:/ or runs:/ URI, or a local
 MLflow model directory), derives the request contract from mlops.yaml and starts the same server
 the image runs. `resolve_model` is shared with `mlops build`. Like the build, it first converts the
-model to ONNX next to it (pipeline/delivery/onnx.py) and serves it with onnxruntime when the graph
-agrees with scikit-learn, else with scikit-learn; it says which.
+model to ONNX next to it (pipeline/delivery/onnx.py; once per model file) and serves it with
+onnxruntime when the graph agrees with scikit-learn, else with scikit-learn; it says which.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.delivery import onnx
     from pipeline.delivery.contract import from_config
+    from pipeline.serving import predictor
     from pipeline.serving.server import serve
 
     config = load_config(args.config)
@@ -72,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
         if tag in resolved.tags:
             os.environ.setdefault(env, resolved.tags[tag])
     contract = from_config(config)
-    conversion = onnx.convert(resolved.path, contract)
-    print(f"serve: {conversion.runtime} serves the model ({conversion.detail})", flush=True)
+    if predictor.load_onnx(resolved.path, contract) is None:  # none yet, or made from another model file
+        conversion = onnx.convert(resolved.path, contract)
+        print(f"serve: {conversion.runtime} serves the model ({conversion.detail})", flush=True)
     return serve(args.host, args.port, args.workers, resolved.path, contract=contract)
