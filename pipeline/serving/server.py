@@ -108,8 +108,12 @@ class HttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse(self, status: int, reason: str) -> None:
-        """Answer `status` unless a response is under way, then close the connection."""
-        if not self.transport.is_closing() and (self.cycle is None or not self.cycle.response_started):
+        """Answer `status` unless another response is under way or queued, then close the connection."""
+        if self.in_headers:  # self.cycle is the previous request's
+            free = self.cycle is None or self.cycle.response_complete
+        else:
+            free = self.cycle is not None and not self.cycle.response_started
+        if free and not self.pipeline and not self.transport.is_closing():
             text = reason.encode()
             self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
                                  b"content-length: %d\r\nconnection: close\r\n\r\n%s"
