@@ -34,7 +34,7 @@ from typing import Any
 MARKER = "<!-- mlops-report -->"
 REPORT = "report.md"
 META = "meta.json"
-MAX_REPORT_BYTES = 60_000  # a GitHub comment holds 65,536 characters; CML adds its watermark
+MAX_REPORT_BYTES = 60_000  # a GitHub comment holds 65,536 characters
 MAX_META_BYTES = 2_048
 FORMAT_VERSION = 1
 # No <pre>, <script>, <style>, <textarea>: they open HTML blocks that run across blank lines.
