@@ -280,7 +280,7 @@ def test_attestation_runs_only_where_github_offers_it() -> None:
     for name, other in jobs.items():
         scopes = other.get("permissions") or {}
         assert ("id-token" in scopes) == (name == "attest"), name
-    assert all("uses" in step and "run" not in step for step in job["steps"])
+    assert all("uses" in step and "run" not in step for step in job["steps"])  # no install, no shell
     staging = jobs["staging"]
     assert "attest" in _needs(staging) and "needs.attest.result != 'failure'" in staging["if"]
 
