@@ -1,6 +1,6 @@
 """The peer-review report: one Markdown document for the PR comment and the job summary, plus a
-JSON summary. The verdict comes first; long sections fold; a hidden marker line lets CML find
-and edit the same comment on every re-run.
+JSON summary. The verdict comes first; long sections fold; a hidden marker line lets the comment
+workflow find and edit its own comment on every re-run.
 """
 
 from __future__ import annotations
