@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,7 +146,7 @@ def test_numeric_slices_are_quantile_or_bin_intervals_with_both_bounds(generated
     quartiles = [s for s in outcome["slices"] if s["column"] == "x0"]
     assert len(quartiles) == 4 and sum(s["rows"] for s in quartiles) == len(result.test)
     assert quartiles[0]["lower"] is None and quartiles[-1]["upper"] is None
-    assert all(a["upper"] == b["lower"] for a, b in zip(quartiles, quartiles[1:], strict=False))
+    assert all(a["upper"] == b["lower"] for a, b in pairwise(quartiles))
     assert max(s["rows"] for s in quartiles) - min(s["rows"] for s in quartiles) <= 1
     by_bins = {s["value"]: s for s in outcome["slices"] if s["column"] == "size"}
     assert list(by_bins) == ["< 45", "[45, 55)", "≥ 55", "missing"]

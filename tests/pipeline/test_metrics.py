@@ -61,3 +61,12 @@ def test_chart_groups_never_mix_direction_or_scale() -> None:
                                                          "roc_auc", "r2"]
     assert groups["lower is better, in target units"] == ["rmse", "mae"]
     assert groups["lower is better, log loss"] == ["log_loss"]
+
+
+def test_resampled_roc_auc_by_weights_equals_scoring_the_resampled_rows() -> None:
+    from pipeline.metrics import _auc_of_weights
+
+    p = binary()  # tied scores included
+    picked = np.random.default_rng(9).integers(0, 120, 120)
+    weights = np.bincount(picked, minlength=120).astype(float)
+    assert _auc_of_weights(p)(weights) == pytest.approx(metric_value(p.subset(picked), "roc_auc"), rel=1e-12)
