@@ -76,10 +76,15 @@ def smoke_test(config: Any, url: str, expect_version: str | None, wait: float = 
         status, answer = _http(f"{url}/predict", json.dumps({"rows": rows}).encode())
         if status != 200:
             failures.append(f"POST /predict answered {status}: {answer}")
+        elif not isinstance(answer, dict) or len(answer.get("predictions") or []) != len(cases):
+            failures.append(f"POST /predict answered no prediction per known-answer row: {str(answer)[:200]}")
         else:
-            for case, got in zip(cases, answer["predictions"], strict=False):
-                if str(got) != str(case.expect):
-                    failures.append(f"known answer {case.name!r}: expected {case.expect}, got {got}")
+            from pipeline.behaviour import known_answer
+
+            for case, got in zip(cases, answer["predictions"], strict=True):
+                passed, detail = known_answer(config.task, got, case)
+                if not passed:
+                    failures.append(f"known answer {case.name!r}: {detail}")
     return failures
 
 
