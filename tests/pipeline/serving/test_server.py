@@ -218,9 +218,10 @@ def test_health_stays_fast_while_hostile_clients_run(server: Process) -> None:
     """All the above at once, plus a crowd of silent connections, for one read timeout and more."""
     before = requests_by_status(server)
     silent = [connect(server) for _ in range(50)]
+    slow = [connect(server) for _ in range(10)]
     hostile = [threading.Thread(target=huge_header, args=(server, 64 * 1024 * 1024, 10), daemon=True)]
-    hostile += [threading.Thread(target=_trickled_headers, args=(connect(server),), daemon=True) for _ in range(5)]
-    hostile += [threading.Thread(target=_partial_body, args=(connect(server),), daemon=True) for _ in range(5)]
+    hostile += [threading.Thread(target=_trickled_headers, args=(sock,), daemon=True) for sock in slow[:5]]
+    hostile += [threading.Thread(target=_partial_body, args=(sock,), daemon=True) for sock in slow[5:]]
     hostile += [threading.Thread(target=aborted_upload, args=(server,), daemon=True) for _ in range(5)]
     with HealthProbe(server) as probe:
         for thread in hostile:
@@ -231,6 +232,9 @@ def test_health_stays_fast_while_hostile_clients_run(server: Process) -> None:
     probe.assert_fast()
     for sock in silent:
         assert read_until_closed(sock)[0] == b""  # closed by the server, not by the socket timeout
+        sock.close()
+    for sock in slow:
+        read_until_closed(sock)  # closed (408 first) by the server, not by the socket timeout
         sock.close()
     assert_clean(server, before)
 
