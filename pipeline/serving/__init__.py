@@ -5,7 +5,7 @@ package, the import-free `pipeline/__init__.py` and `model/` beside it: so nothi
 MLflow, the config or any other `pipeline` module (tests/pipeline/serving/test_boundary.py).
 Files: `contract.py` (the request contract as plain data), `schema.py` (pydantic models),
 `predictor.py` (runs the ONNX graph the build verified with onnxruntime, else loads the MLflow
-model directory's scikit-learn pipeline without MLflow), `metrics.py` (Prometheus), `settings.py`, `app.py` (routes),
-`server.py` (pre-forked uvicorn, TCP_NODELAY, graceful drain). Locally: `mlops serve`
-(pipeline/delivery/serve.py).
+model directory's scikit-learn pipeline without MLflow), `metrics.py` (Prometheus), `settings.py`,
+`app.py` (routes), `server.py` (pre-forked uvicorn, TCP_NODELAY, header and read-time limits,
+graceful drain). Locally: `mlops serve` (pipeline/delivery/serve.py).
 """

@@ -35,6 +35,7 @@ def model_dir(config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow.models import infer_signature
 
     from model import build_model
+    from pipeline.tracking import pip_requirements
     from pipeline.train import model_spec
 
     frame = pd.read_csv(REPO / config.data.path)
@@ -45,7 +46,7 @@ def model_dir(config, tmp_path_factory: pytest.TempPathFactory) -> Path:
         fitted, out, serialization_format="skops",
         skops_trusted_types=sio.get_untrusted_types(data=sio.dumps(fitted)),
         signature=infer_signature(features, fitted.predict(features)), input_example=features.head(3),
-        pip_requirements=["scikit-learn", "skops"],
+        pip_requirements=pip_requirements(config),  # what `mlops train` writes; the image installs from it
     )
     return out
 
@@ -70,13 +71,18 @@ def good_row() -> dict:
 
 
 @pytest.fixture()
-def client(onnx_model_dir: Path, contract) -> Iterator:
+def app(onnx_model_dir: Path, contract):
     """The app as the image runs it: the model served by onnxruntime."""
-    from fastapi.testclient import TestClient
-
     from pipeline.serving.app import create_app
     from pipeline.serving.settings import Settings
 
-    app = create_app(Settings(model_dir=onnx_model_dir, model_version="7", git_sha="abc123"), contract)
-    with TestClient(app) as test_client:
-        yield test_client
+    return create_app(Settings(model_dir=onnx_model_dir, model_version="7", git_sha="abc123"), contract)
+
+
+@pytest.fixture()
+def client(app) -> Iterator:
+    """An httpx client of `app` served for real on a loopback port (tests/pipeline/serving/live.py)."""
+    from tests.pipeline.serving.live import in_thread
+
+    with in_thread(app) as http:
+        yield http

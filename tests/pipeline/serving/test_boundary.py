@@ -61,18 +61,22 @@ def test_importing_the_runtime_pulls_in_no_mlflow_no_pipeline_code_and_no_scikit
 
 
 SERVE = """
+import asyncio
 from pathlib import Path
-from fastapi.testclient import TestClient
+import httpx
 from pipeline.serving import contract, predictor
 from pipeline.serving.app import create_app
 from pipeline.serving.settings import Settings
 model, served = Path({model!r}), contract.load({contract!r})
 loaded = predictor.load(model, served)
 assert loaded.runtime == {runtime!r}, loaded.runtime
-with TestClient(create_app(Settings(model_dir=model), served, loaded)) as client:
-    assert client.get("/ready").status_code == 200
-    answer = client.post("/predict", json={{"rows": [{row!r}] * 3}})
-    assert answer.status_code == 200, answer.text
+async def check(app):
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                                   base_url="http://app") as client:
+        assert (await client.get("/ready")).status_code == 200
+        answer = await client.post("/predict", json={{"rows": [{row!r}] * 3}})
+        assert answer.status_code == 200, answer.text
+asyncio.run(check(create_app(Settings(model_dir=model), served, loaded)))
 """
 
 
