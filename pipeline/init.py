@@ -29,8 +29,9 @@ NULL_MARGIN = 0.05  # allowed null rate = observed rate + this
 SLICE_MAX_GROUPS = 10  # slices only on categorical features with 2..this many groups
 SLICE_COLUMNS = 3  # at most this many slice columns
 # 4 folds: each fold's test part is 25% of the rows, like mlops run's test split (test_size 0.25),
-# so the spread of fold scores is the spread of that test score; repeated for a steadier spread.
-CV_FOLDS, CV_REPEATS = 4, 3
+# so the spread of fold scores is the spread of that test score; repeated for a steadier spread on
+# small files (up to REPEAT_MAX_ROWS rows), where that spread is widest and the fits are cheap.
+CV_FOLDS, CV_REPEATS, REPEAT_MAX_ROWS = 4, 3, 2_000
 CV_MAX_ROWS = 5_000  # the baseline fit uses a seeded sample of at most this many rows
 REFERENCE_SHARE, REFERENCE_MAX_ROWS = 0.5, 10_000
 SEED = 42
@@ -302,10 +303,11 @@ def _cross_validate(config: Config, frame: pd.DataFrame) -> list[dict[str, float
     from pipeline.train import features_and_target, new_model
 
     x, y = features_and_target(config, frame)
+    repeats = CV_REPEATS if len(frame) <= REPEAT_MAX_ROWS else 1
     if config.task == "classification" and y.value_counts().min() >= CV_FOLDS:
-        splitter: Any = RepeatedStratifiedKFold(n_splits=CV_FOLDS, n_repeats=CV_REPEATS, random_state=SEED)
+        splitter: Any = RepeatedStratifiedKFold(n_splits=CV_FOLDS, n_repeats=repeats, random_state=SEED)
     else:
-        splitter = RepeatedKFold(n_splits=CV_FOLDS, n_repeats=CV_REPEATS, random_state=SEED)
+        splitter = RepeatedKFold(n_splits=CV_FOLDS, n_repeats=repeats, random_state=SEED)
     folds = []
     for train, test in splitter.split(x, y):
         model = new_model(config)
@@ -453,7 +455,7 @@ def render(draft: Draft) -> str:
         *[f"    {k}: {_y(v)}" for k, v in PARAMS.items()],
         "",
         "evaluate:",
-        f"  # Baseline measured by `mlops init`: {CV_FOLDS}-fold cross-validation x {CV_REPEATS} repeats "
+        f"  # Baseline measured by `mlops init`: {CV_FOLDS}-fold cross-validation x {b['folds'] // CV_FOLDS} "
         f"({b['folds']} fits, seed {SEED}) of the",
         f"  # estimator above on {b['rows']} rows: each fold tests on 25% of the rows like the test split, so",
         "  # 'CV mean ± sd' is the test score and its spread; 'test split': one fit on mlops run's own split.",
