@@ -82,23 +82,50 @@ class Gate(Strict):
 
 
 class SliceGate(Strict):
+    """The metric per group of `column`, held within [min, max]. A numeric column is grouped by
+    `bins` (cut points; the outer groups are open-ended) or `quantiles` (N equal-count groups of
+    the evaluation rows), never one slice per distinct value."""
+
     column: str
     metric: str
     min: float | None = None
     max: float | None = None
     min_rows: int = 5
+    bins: list[float] | None = Field(default=None, min_length=1)
+    quantiles: int | None = Field(default=None, ge=2)
+
+    @model_validator(mode="after")
+    def _one_grouping(self) -> SliceGate:
+        if self.bins is not None and self.quantiles is not None:
+            raise ValueError("set bins or quantiles, not both")
+        if self.bins is not None and sorted(set(self.bins)) != self.bins:
+            raise ValueError(f"bins must be strictly increasing (got {self.bins})")
+        return self
+
+
+# The fairness measure for classification; any task metric instead measures a group gap.
+PARITY = "demographic_parity_difference"
 
 
 class FairnessConfig(Strict):
+    """The largest gap between the groups of `column`: the demographic parity difference
+    (classification), or the spread of a task metric such as mae across groups (either task)."""
+
     column: str
-    metric: Literal["demographic_parity_difference"] = "demographic_parity_difference"
-    max: float = Field(ge=0.0, le=1.0)
+    metric: str = PARITY
+    max: float = Field(ge=0.0)
+    min_rows: int = Field(default=5, ge=1)
 
 
 class ChampionConfig(Strict):
+    """Non-inferiority: the worse end of the paired-bootstrap interval of (challenger − champion)
+    on the same rows may be at most `tolerance` worse."""
+
     metric: str
     direction: Literal["higher", "lower"] = "higher"
     tolerance: float = Field(default=0.0, ge=0.0)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    resamples: int = Field(default=1000, ge=100)
     path: Path | None = None
 
 
@@ -199,12 +226,9 @@ class Config(Strict):
             if gate.metric not in known:
                 yield f"evaluate.gates.{i}.metric: unknown metric {gate.metric!r} for {self.task} (known: {', '.join(known)})"
         for i, item in enumerate(spec.slices):
-            if item.column not in columns:
-                yield f"evaluate.slices.{i}.column: {item.column!r} is not declared in validate.columns"
-            if item.metric not in known:
-                yield f"evaluate.slices.{i}.metric: unknown metric {item.metric!r} for {self.task}"
-        if spec.fairness and spec.fairness.column not in columns:
-            yield f"evaluate.fairness.column: {spec.fairness.column!r} is not declared in validate.columns"
+            yield from _slice_problems(f"evaluate.slices.{i}", item, columns, known, self.task)
+        if spec.fairness:
+            yield from _fairness_problems(spec.fairness, columns, known, self.task)
         if spec.champion and spec.champion.metric not in known:
             yield f"evaluate.champion.metric: unknown metric {spec.champion.metric!r} for {self.task}"
         for i, invariance in enumerate(spec.behaviour.invariance):
@@ -219,9 +243,27 @@ class Config(Strict):
             if directional.column not in features or columns[directional.column].type not in ("int", "float"):
                 yield f"evaluate.behaviour.directional.{i}.column: {directional.column!r} is not a numeric feature column"
         for i, minimum in enumerate(spec.behaviour.minimum):
-            unknown = sorted(set(minimum.row) - features)
-            if unknown:
-                yield f"evaluate.behaviour.minimum.{i}.row: {unknown} are not feature columns"
+            yield from self._minimum_problems(f"evaluate.behaviour.minimum.{i}", minimum)
+
+    def _minimum_problems(self, key: str, test: MinimumTest):
+        """A known answer the server can be asked too: every feature given (the server refuses a
+        row without them), an expectation of the target's kind."""
+        features = self.feature_columns
+        unknown = sorted(set(test.row) - set(features))
+        if unknown:
+            yield f"{key}.row: {unknown} are not feature columns"
+        missing = [c for c in features if c not in test.row]
+        if missing:
+            yield (f"{key}.row: missing feature(s) {missing} (give every feature; write null for a missing "
+                   f"value of a nullable column)")
+        target = self.validate_.columns[self.data.target]
+        if self.task == "regression" and (isinstance(test.expect, bool) or not isinstance(test.expect, int | float)):
+            yield f"{key}.expect: {test.expect!r} is not a number (task regression)"
+        if self.task == "classification":
+            if target.allowed and str(test.expect) not in target.allowed:
+                yield f"{key}.expect: {test.expect!r} is not one of the target's allowed values {target.allowed}"
+            if test.tolerance:
+                yield f"{key}.tolerance: only for regression (a class is right or wrong)"
 
     @property
     def validate(self) -> ValidateConfig:  # type: ignore[override]
@@ -243,6 +285,35 @@ class Config(Strict):
         skip = {self.data.target, self.data.id_column}
         return [name for name, spec in self.validate_.columns.items() if name not in skip and spec.feature]
 
+
+
+def _slice_problems(key: str, item: SliceGate, columns: dict[str, ColumnSpec], known: tuple[str, ...], task: str):
+    if item.metric not in known:
+        yield f"{key}.metric: unknown metric {item.metric!r} for {task}"
+    if item.column not in columns:
+        yield f"{key}.column: {item.column!r} is not declared in validate.columns"
+        return
+    numeric = columns[item.column].type in ("int", "float")
+    if numeric and item.bins is None and item.quantiles is None:
+        yield (f"{key}: column {item.column!r} is numeric: set bins: [cut points] or quantiles: N "
+               f"(one slice per distinct value is noise)")
+    if not numeric and (item.bins is not None or item.quantiles is not None):
+        yield f"{key}: bins and quantiles are for numeric columns; {item.column!r} is {columns[item.column].type}"
+    if item.min is None and item.max is None:
+        yield f"{key}: set min or max (a slice without a bound checks nothing)"
+
+
+def _fairness_problems(spec: FairnessConfig, columns: dict[str, ColumnSpec], known: tuple[str, ...], task: str):
+    if spec.column not in columns:
+        yield f"evaluate.fairness.column: {spec.column!r} is not declared in validate.columns"
+    if spec.metric == PARITY and task != "classification":
+        yield (f"evaluate.fairness.metric: {PARITY} needs classes; for {task} choose a metric whose largest gap "
+               f"between groups is held under max ({', '.join(known)})")
+    elif spec.metric != PARITY and spec.metric not in known:
+        choices = ", ".join((PARITY, *known) if task == "classification" else known)
+        yield f"evaluate.fairness.metric: unknown metric {spec.metric!r} for {task} (known: {choices})"
+    if spec.metric == PARITY and spec.max > 1:
+        yield f"evaluate.fairness.max: {spec.max} is above 1, the largest possible {PARITY}"
 
 
 def _format_error(path: Path, exc: ValidationError) -> str:

@@ -1,6 +1,6 @@
 """The peer-review report: one Markdown document for the PR comment and the job summary, plus a
-JSON summary. The verdict comes first; long sections fold; a hidden marker line lets CML find
-and edit the same comment on every re-run.
+JSON summary. The verdict comes first; long sections fold; a hidden marker line lets the comment
+workflow find and edit its own comment on every re-run.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.charts import mermaid_metrics, mermaid_slices, png_plots
-from pipeline.config import Config
+from pipeline.config import PARITY, Config
+from pipeline.evaluate import bounds, champion_detail
 from pipeline.metrics import CLASSIFICATION, LOWER_IS_BETTER, REGRESSION
 
 MARKER = "<!-- mlops-report -->"
@@ -101,27 +102,32 @@ def metrics_section(config: Config, evaluate: dict[str, Any]) -> list[str]:
 def checks_section(evaluate: dict[str, Any]) -> list[str]:
     champ = evaluate["champion"]
     lines = ["### Model tests", "", "| check | result | detail |", "|---|:---:|---|"]
-    if champ.get("champion") is not None:
-        detail = (f"{champ['metric']} {champ['challenger']:.4f} vs {champ['champion']:.4f} "
-                  f"(Δ {champ['delta']:+.4f}, tolerance {champ['tolerance']}) from `{champ['source']}`")
+    if champ.get("interval") is not None:
+        detail = (f"{champ['metric']} {champ['challenger']:.4f} vs {champ['champion']:.4f}: {champion_detail(champ)}; "
+                  f"champion from `{_text(champ['source'])}`")
     else:
-        detail = champ.get("note", "")
+        detail = _text(champ.get("note") or "")
     lines.append(f"| champion comparison | {_mark(champ['passed'])} | {detail} |")
-    gates = evaluate.get("gates", [])
-    lines.append(f"| quality gates | {_mark(all(g['passed'] for g in gates))} | "
-                 f"{sum(g['passed'] for g in gates)}/{len(gates)} passed |")
+    lines.append(_count_row("quality gates", evaluate.get("gates") or []))
     fair = evaluate.get("fairness")
     if fair:
-        value = fair.get("value")
-        detail = fair.get("note") or f"{fair['metric']} on `{fair['column']}` = {value:.3f} (max {fair['max']})"
+        what = fair["metric"] if fair["metric"] == PARITY else f"largest {fair['metric']} gap between groups"
+        detail = (_text(fair["note"]) if fair.get("value") is None else
+                  f"{what} of `{_text(fair['column'])}` = {fair['value']:.4g} (max {fair['max']})")
+        if fair.get("too_small"):
+            detail += f"; left out (too few rows): {_text(', '.join(fair['too_small']))}"
         lines.append(f"| fairness | {_mark(fair['passed'])} | {detail} |")
-    behaviour = evaluate.get("behaviour", [])
-    lines.append(f"| behavioural tests | {_mark(all(b['passed'] for b in behaviour))} | "
-                 f"{sum(b['passed'] for b in behaviour)}/{len(behaviour)} passed |")
-    slices = evaluate.get("slices", [])
-    lines.append(f"| slices | {_mark(all(s['passed'] for s in slices))} | "
-                 f"{sum(s['passed'] for s in slices)}/{len(slices)} passed |")
+    else:
+        lines.append(f"| fairness | {SKIP} | not configured |")
+    lines.append(_count_row("behavioural tests", evaluate.get("behaviour") or []))
+    lines.append(_count_row("slices", evaluate.get("slices") or []))
     return [*lines, ""]
+
+
+def _count_row(name: str, checks: list[dict[str, Any]]) -> str:
+    if not checks:
+        return f"| {name} | {SKIP} | not configured |"
+    return f"| {name} | {_mark(all(c['passed'] for c in checks))} | {sum(c['passed'] for c in checks)}/{len(checks)} passed |"
 
 
 def validation_section(validate: dict[str, Any]) -> list[str]:
@@ -150,11 +156,11 @@ def slices_section(evaluate: dict[str, Any]) -> list[str]:
     slices = evaluate.get("slices", [])
     if not slices:
         return []
-    body = ["| slice | rows | metric | value | floor | result |", "|---|---:|---|---:|---:|:---:|"]
+    body = ["| column | group | rows | metric | value | allowed | result |", "|---|---|---:|---|---:|---|:---:|"]
     for s in slices:
-        floor = s.get("min") if s.get("min") is not None else ""
-        body.append(f"| {_text(s['column'])}={_text(s['value'])} | {s['rows']} | {s['metric']} | "
-                    f"{_num(s.get('value_metric'))} | {floor} | {_mark(s['passed'])} |")
+        result = _mark(s["passed"]) + (f" {_text(s['note'])}" if s.get("note") else "")
+        body.append(f"| {_text(s['column'])} | {_text(s['value'])} | {s['rows']} | {s['metric']} | "
+                    f"{_num(s.get('value_metric'))} | {bounds(s.get('min'), s.get('max'))} | {result} |")
     chart = mermaid_slices(slices)
     return _details(f"Slices: {sum(s['passed'] for s in slices)}/{len(slices)} passed", body + (["", chart] if chart else []))
 
@@ -169,7 +175,7 @@ def behaviour_section(evaluate: dict[str, Any]) -> list[str]:
 
 
 def errors_section(evaluate: dict[str, Any]) -> list[str]:
-    if "confusion_matrix" in evaluate:
+    if evaluate.get("confusion_matrix"):
         cm = evaluate["confusion_matrix"]
         header = "| actual \\ predicted | " + " | ".join(_text(label) for label in cm["labels"]) + " |"
         body = [header, "|---|" + "---:|" * len(cm["labels"])]
@@ -178,7 +184,7 @@ def errors_section(evaluate: dict[str, Any]) -> list[str]:
         return _details("Confusion matrix", body)
     res = evaluate.get("residuals") or {}
     body = [f"mean {_num(res.get('mean'))}, std {_num(res.get('std'))}", "", "| quantile | residual |", "|---|---:|"]
-    body += [f"| {k} | {_num(v)} |" for k, v in (res.get("quantiles") or {}).items()]
+    body += [f"| {q['name']} | {_num(q['value'])} |" for q in res.get("quantiles") or []]
     return _details("Residuals (actual − predicted)", body)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,9 @@ ENGINE_DIR = Path(os.environ.get("MLOPS_ENGINE_DIR", "/tmp/mlops-engines"))
 DOCKER_SOCK = Path("/var/run/docker.sock")
 REGISTRY = os.environ.get("MLOPS_REGISTRY", "127.0.0.1:5000")
 BASE_IMAGE = os.environ.get("MLOPS_BASE_IMAGE", "local/python-base:3.11")
+# Names of what engine tests create (image repositories, stacks) carry this, so two test runs
+# sharing one engine never touch each other's.
+RUN_TAG = secrets.token_hex(4)
 
 
 class EngineUnavailable(RuntimeError):

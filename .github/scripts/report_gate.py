@@ -8,11 +8,15 @@ default branch's checkout, never installing or running pull-request code.
     report_gate.py check --artifact DIR --event "$GITHUB_EVENT_PATH" --out DIR
         (comment workflow) treats the downloaded artifact as untrusted data: only the two
         expected regular files, size limits, UTF-8 Markdown starting with the report marker,
-        no raw HTML beyond a short allow-list, no images, no hidden comments; the PR number and
-        head commit it claims must match the `workflow_run` event (or, for fork PRs whose event
-        lists no PR, the open PR the GitHub API names for that head). On success it writes the
-        vetted report to DIR/report.md and `pr`/`report` to $GITHUB_OUTPUT; on failure it prints
-        one `::error` line per problem and exits 1.
+        no raw HTML beyond a short allow-list, no images, no hidden comments, no `@` mentions,
+        links only to http(s) URLs or #anchors (CML-style publishers upload any link whose target
+        is a local file; `javascript:` and file paths have no place in a report); the PR number
+        and head commit it claims must match the `workflow_run` event (or, for fork PRs whose
+        event lists no PR, the open PR the GitHub API names for that head). On success it writes
+        the vetted report to DIR/report.md and `pr`/`report` to $GITHUB_OUTPUT; on failure it
+        prints one `::error` line per problem and exits 1. Nothing to post is not a failure: when
+        the run uploaded no artifact, or the pull request's head has moved on since (a newer run
+        will report), it prints a `::notice`, writes `pr=` (empty) and exits 0.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 MARKER = "<!-- mlops-report -->"
 REPORT = "report.md"
 META = "meta.json"
-MAX_REPORT_BYTES = 60_000  # a GitHub comment holds 65,536 characters; CML adds its watermark
+MAX_REPORT_BYTES = 60_000  # a GitHub comment holds 65,536 characters
 MAX_META_BYTES = 2_048
 FORMAT_VERSION = 1
 # No <pre>, <script>, <style>, <textarea>: they open HTML blocks that run across blank lines.
@@ -51,10 +55,22 @@ _IMAGE = re.compile(r"!\[")  # any image, inline, reference or shortcut
 _INLINE_TAGS = frozenset(["sub", "sup", "br", "b", "i", "em", "strong", "code", "kbd"])
 _LONE_TAG = re.compile(r"^<[^<>]*>\s*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# `code spans` are text on GitHub: no mention, no link inside them.
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
+# @user or @org/team as GitHub links them: not after a word character, `/` or another `@`.
+_MENTION = re.compile(r"(?<![\w/@.+-])@[A-Za-z0-9](?:[A-Za-z0-9-]*)(?:/[\w.-]+)?")
+# Link destinations: inline `](dest ...)` and link reference definitions `[label]: dest`.
+_INLINE_LINK = re.compile(r"\]\(\s*<?([^\s)>]*)")
+_LINK_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]*)")
+_SAFE_TARGET = re.compile(r"^(https?://[^\s]+|#[\w.-]*)$", re.IGNORECASE)
 
 
 class Refused(Exception):
     """The artifact is not what the pull-request workflow writes; the message says why."""
+
+
+class NothingToPost(Exception):
+    """Not an attack and not a failure: there is no report to post for this run (the message says why)."""
 
 
 # ---------------------------------------------------------------- pack (pull-request side)
@@ -150,6 +166,24 @@ def _check_lines(lines: list[str]) -> list[str]:
                 problems.append(f"{REPORT}:{number}: HTML tag <{tag}> is not allowed")
         if _IMAGE.search(line):
             problems.append(f"{REPORT}:{number}: images are not allowed (they would be fetched from elsewhere)")
+        problems += _check_mentions_and_links(number, line)
+    return problems
+
+
+def _check_mentions_and_links(number: int, line: str) -> list[str]:
+    """Mentions notify people and teams; links may only point at web pages or anchors.
+
+    Data values (category names, column names) reach the report as text, so a PR could otherwise
+    make the privileged job ping `@org/team`, or hand a poster a `javascript:` link, an absolute
+    path or a directory: CML's publishing uploads every link target that exists as a local file
+    (and throws EISDIR on a directory, posting nothing).
+    """
+    text = _CODE_SPAN.sub("", line)
+    problems = [f"{REPORT}:{number}: mention {mention} is not allowed (it would notify)" for mention in _MENTION.findall(text)]
+    for target in [*_INLINE_LINK.findall(text), *_LINK_DEFINITION.findall(text)]:
+        if not _SAFE_TARGET.match(target):
+            problems.append(f"{REPORT}:{number}: link to {target or '(empty)'!r} is not allowed "
+                            "(only http(s) URLs and #anchors: not javascript:, file paths or folders)")
     return problems
 
 
@@ -204,14 +238,25 @@ def trusted_prs(event: dict[str, Any], api_url: str, repository: str, token: str
     if not (owner and branch and repository and api_url):
         return set()
     query = urllib.parse.urlencode({"state": "open", "head": f"{owner}:{branch}", "per_page": "20"})
-    request = urllib.request.Request(
-        f"{api_url.rstrip('/')}/repos/{repository}/pulls?{query}",
-        headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
-                 **({"Authorization": f"Bearer {token}"} if token else {})},
-    )
-    with urllib.request.urlopen(request, timeout=20) as response:
-        pulls = json.load(response)
+    pulls = _get(f"{api_url.rstrip('/')}/repos/{repository}/pulls?{query}", token)
     return {pr["number"] for pr in pulls if (pr.get("head") or {}).get("sha") == head_sha}
+
+
+def _get(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+                                                   **({"Authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return json.load(response)
+
+
+def head_is_current(api_url: str, repository: str, token: str, pr: int, head_sha: str | None) -> bool:
+    """Whether the pull request is open and its head is still the run's commit.
+
+    A run that finishes after a newer push must not overwrite the newer report (the event's
+    `pull_requests` list does not tell: it is written when the run starts).
+    """
+    pull = _get(f"{api_url.rstrip('/')}/repos/{repository}/pulls/{pr}", token)
+    return bool(pull.get("state") == "open" and (pull.get("head") or {}).get("sha") == head_sha)
 
 
 def check(artifact: Path, event: dict[str, Any], out: Path, api_url: str, repository: str, token: str) -> tuple[int, Path]:
@@ -221,6 +266,9 @@ def check(artifact: Path, event: dict[str, Any], out: Path, api_url: str, reposi
         raise Refused("not a workflow_run event")
     if run.get("event") != "pull_request":
         raise Refused(f"the triggering run was a {run.get('event')!r} run, not a pull_request run")
+    if not artifact.exists():
+        raise NothingToPost(f"the pull-request run uploaded no report artifact (its report step failed or was "
+                            f"skipped: see run {run.get('id')})")
     raw, meta = read_artifact(artifact)
     problems = check_markdown(raw)
     if problems:
@@ -229,10 +277,14 @@ def check(artifact: Path, event: dict[str, Any], out: Path, api_url: str, reposi
         raise Refused(f"{META}: head_sha {meta['head_sha']} is not the triggering run's head commit {run.get('head_sha')}")
     numbers = trusted_prs(event, api_url, repository, token)
     if not numbers:
-        raise Refused("no open pull request matches the triggering run's head commit")
+        raise NothingToPost(f"no open pull request has head commit {run.get('head_sha')} any more (pushed again, "
+                            "or closed): the newer run reports")
     if meta["pr"] not in numbers:
         raise Refused(f"{META}: pr {meta['pr']} is not the triggering run's pull request "
                       f"({', '.join(map(str, sorted(numbers)))})")
+    if api_url and not head_is_current(api_url, repository, token, meta["pr"], run.get("head_sha")):
+        raise NothingToPost(f"pull request #{meta['pr']} is closed or its head moved on from {run.get('head_sha')}: "
+                            "the newer run reports")
     out.mkdir(parents=True, exist_ok=True)
     vetted = out / REPORT
     vetted.write_bytes(raw)
@@ -271,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"::error title=report refused::{line}")
         return 1
+    except NothingToPost as exc:
+        print(f"::notice title=no report to post::{exc}")
+        _set_outputs({"pr": "", "report": ""})
+        return 0
     except OSError as exc:
         print(f"::error title=report gate::{exc}")
         return 1

@@ -5,11 +5,80 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import PipelineError
 from pipeline.steps.base import Annotation, Context, Option, Step, StepResult
 from pipeline.steps.train import TrainResult
+
+
+class Part(BaseModel):
+    """A typed part of the result (the report reads its JSON form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChampionComparison(Part):
+    """Challenger vs champion on the same rows; `interval` is the paired-bootstrap interval of
+    `delta` (challenger − champion) at `confidence`. `note` says why nothing was compared."""
+
+    passed: bool
+    source: str | None = None
+    metric: str | None = None
+    direction: str | None = None
+    challenger: float | None = None
+    champion: float | None = None
+    delta: float | None = None
+    interval: list[float] | None = None
+    confidence: float | None = None
+    resamples: int | None = None
+    rows: int | None = None
+    tolerance: float | None = None
+    note: str | None = None
+
+
+class SliceResult(Part):
+    """One group of a slice: a value of a categorical column or the interval [lower, upper)."""
+
+    column: str
+    value: str
+    lower: float | None = None
+    upper: float | None = None
+    rows: int
+    metric: str
+    value_metric: float | None = None
+    min: float | None = None
+    max: float | None = None
+    passed: bool
+    note: str | None = None
+
+
+class FairnessResult(Part):
+    """The largest gap of `metric` between the groups of `column` (`value`), against `max`."""
+
+    column: str
+    metric: str
+    max: float
+    value: float | None = None
+    groups: dict[str, float] = Field(default_factory=dict)
+    too_small: list[str] = Field(default_factory=list)
+    passed: bool
+    note: str | None = None
+
+
+class Quantile(Part):
+    name: str
+    value: float
+
+
+class Residuals(Part):
+    """Residuals (actual − predicted) of a regression: summary, quantiles in order, and a seeded
+    sample of (actual, predicted) points for the plots."""
+
+    mean: float | None = None
+    std: float | None = None
+    quantiles: list[Quantile] = Field(default_factory=list)
+    points: dict[str, list[float]] = Field(default_factory=dict)
 
 
 class EvaluateResult(StepResult):
@@ -18,11 +87,12 @@ class EvaluateResult(StepResult):
     run_id: str
     champion_version: str | None = None
     metrics: dict[str, float | None]
-    champion: dict[str, Any]
+    champion: ChampionComparison
     gates: list[dict[str, Any]] = Field(default_factory=list)
-    slices: list[dict[str, Any]] = Field(default_factory=list)
-    fairness: dict[str, Any] | None = None
+    slices: list[SliceResult] = Field(default_factory=list)
+    fairness: FairnessResult | None = None
     behaviour: list[dict[str, Any]] = Field(default_factory=list)
+    residuals: Residuals | None = None
 
     def annotations(self) -> list[Annotation]:
         """Each failed check, pointing at the mlops.yaml entry that declares it."""
@@ -32,22 +102,24 @@ class EvaluateResult(StepResult):
         for i, gate in enumerate(self.gates):
             if not gate["passed"]:
                 found.append(Annotation("error", failure_line("gate", gate), config_key=f"evaluate.gates.{i}"))
-        for item in self.slices:
-            if not item["passed"]:
-                found.append(Annotation("error", failure_line("slice", item), config_key="evaluate.slices"))
-        if self.fairness and not self.fairness["passed"]:
-            found.append(Annotation("error", failure_line("fairness", self.fairness), config_key="evaluate.fairness"))
+        for group in self.slices:
+            if not group.passed:
+                found.append(Annotation("error", failure_line("slice", group.model_dump()), config_key="evaluate.slices"))
+        if self.fairness and not self.fairness.passed:
+            found.append(Annotation("error", failure_line("fairness", self.fairness.model_dump()),
+                                    config_key="evaluate.fairness"))
         for item in self.behaviour:
             if not item["passed"]:
                 key = f"evaluate.behaviour.{item['kind']}"
                 found.append(Annotation("error", failure_line("behaviour", item), config_key=key))
-        if not self.champion.get("passed", True):
-            found.append(Annotation("error", failure_line("champion", self.champion), config_key="evaluate.champion"))
+        if not self.champion.passed:
+            found.append(Annotation("error", failure_line("champion", self.champion.model_dump()),
+                                    config_key="evaluate.champion"))
         return found
 
     def summary_lines(self) -> list[str]:
         lines = [f"evaluate: FAIL {line}" for line in self.failures]
-        lines.append(f"evaluate: champion: {self.champion.get('note') or self.champion.get('source')}")
+        lines.append(f"evaluate: champion: {self.champion.note or self.champion.source}")
         lines.append(f"evaluate: {'passed' if self.passed else 'failed'} ({len(self.failures)} failing check(s))")
         return lines
 

@@ -255,30 +255,91 @@ _GitHubLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:t
 
 
 class FakeGitHubAPI:
-    """A local stand-in for the part of the GitHub REST API the comment workflow reads.
+    """A local stand-in for the part of the GitHub REST API the comment workflow uses.
 
-    `GET /repos/OWNER/REPO/pulls?...` answers `pulls`; every request is recorded with its
-    Authorization header. Use as a context manager; `url` is its base URL.
+    As GitHub answers it (TESTS ONLY):
+    - `GET /repos/R/pulls?state=open&head=...` answers `pulls`; `GET /repos/R/pulls/N` the PR of
+      `pulls` with that number (state open) or 404;
+    - `GET /repos/R/issues/N/comments?per_page=&page=` pages of `comments[N]` (30 a page by
+      default, at most 100), with a `Link: <...>; rel="next"` header while more remain;
+    - `POST /repos/R/issues/N/comments` adds a comment by `bot`; `PATCH /repos/R/issues/comments/ID`
+      edits it, or answers 403 when `bot` did not write it (GITHUB_TOKEN cannot edit a human's).
+    Every request is recorded as (method, path, Authorization header, JSON body). Use as a
+    context manager; `url` is its base URL.
     """
 
-    def __init__(self, repository: str, pulls: list[dict]) -> None:
+    def __init__(self, repository: str, pulls: list[dict], comments: dict[int, list[dict]] | None = None,
+                 bot: str = "github-actions[bot]") -> None:
         import threading
+        import urllib.parse
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         api = self
         self.pulls = pulls
-        self.requests: list[tuple[str, str | None]] = []
+        self.comments: dict[int, list[dict]] = comments if comments is not None else {}
+        self.bot = bot
+        self.requests: list[tuple[str, str, str | None, dict | None]] = []
+        prefix = f"/repos/{repository}"
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                api.requests.append((self.path, self.headers.get("Authorization")))
-                answer = api.pulls if self.path.startswith(f"/repos/{repository}/pulls?") else []
-                body = json.dumps(answer).encode()
-                self.send_response(200)
+            def _answer(self, status: int, body: object, link: str = "") -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(data)))
+                if link:
+                    self.send_header("Link", link)
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(data)
+
+            def _record(self) -> tuple[str, dict[str, list[str]], dict | None]:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                api.requests.append((self.command, self.path, self.headers.get("Authorization"), body))
+                parsed = urllib.parse.urlsplit(self.path)
+                return parsed.path, urllib.parse.parse_qs(parsed.query), body
+
+            def do_GET(self) -> None:
+                path, query, _ = self._record()
+                parts = path.removeprefix(prefix).strip("/").split("/")
+                if parts == ["pulls"]:
+                    return self._answer(200, api.pulls)
+                if len(parts) == 2 and parts[0] == "pulls":
+                    found = [pr for pr in api.pulls if pr["number"] == int(parts[1])]
+                    return self._answer(200, {"state": "open", **found[0]}) if found else self._answer(404, {})
+                if len(parts) == 3 and parts[0] == "issues" and parts[2] == "comments":
+                    every = api.comments.get(int(parts[1]), [])
+                    size = min(int(query.get("per_page", ["30"])[0]), 100)
+                    page = int(query.get("page", ["1"])[0])
+                    chunk = every[(page - 1) * size: page * size]
+                    link = ""
+                    if page * size < len(every):
+                        link = f'<{api.url}{path}?per_page={size}&page={page + 1}>; rel="next"'
+                    return self._answer(200, chunk, link)
+                return self._answer(404, {"message": "Not Found"})
+
+            def do_POST(self) -> None:
+                path, _, body = self._record()
+                parts = path.removeprefix(prefix).strip("/").split("/")
+                if len(parts) == 3 and parts[0] == "issues" and parts[2] == "comments" and body:
+                    number = int(parts[1])
+                    comment = {"id": 1000 + sum(map(len, api.comments.values())), "user": {"login": api.bot, "type": "Bot"},
+                               "body": body["body"], "html_url": f"https://github.com{prefix}/pull/{number}#c"}
+                    api.comments.setdefault(number, []).append(comment)
+                    return self._answer(201, comment)
+                return self._answer(404, {"message": "Not Found"})
+
+            def do_PATCH(self) -> None:
+                path, _, body = self._record()
+                parts = path.removeprefix(prefix).strip("/").split("/")
+                if len(parts) == 3 and parts[:2] == ["issues", "comments"] and body:
+                    for comment in (c for every in api.comments.values() for c in every):
+                        if comment["id"] == int(parts[2]):
+                            if comment["user"]["login"] != api.bot:
+                                return self._answer(403, {"message": "Resource not accessible by integration"})
+                            comment["body"] = body["body"]
+                            return self._answer(200, comment)
+                return self._answer(404, {"message": "Not Found"})
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -286,6 +347,9 @@ class FakeGitHubAPI:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def calls(self, method: str) -> list[tuple[str, str, str | None, dict | None]]:
+        return [request for request in self.requests if request[0] == method]
 
     def __enter__(self) -> FakeGitHubAPI:
         self._thread.start()

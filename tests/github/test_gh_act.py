@@ -2,14 +2,17 @@
 
 TESTS ONLY: the remote actions act cannot fetch here (setup-python, cache, upload/download-artifact)
 are replaced by local stand-ins through `act --local-repository` (tests/github/stand-ins), and
-`cml` (not installable here) by a recorder on PATH. The composite actions in actions/, the
-`mlops` CLI, the report gate and the workflows themselves run unmodified.
+the GitHub REST API by a local fake (actkit.FakeGitHubAPI). A `cml` stand-in that publishes local
+files the way CML 0.20.4 does stays on PATH, so a workflow that still called CML would show it.
+The composite actions in actions/, the `mlops` CLI, the report gate, the comment poster and the
+workflows themselves run unmodified.
 
 Scenarios (each a fresh copy of the repository, committed like a template fork):
 1. a same-repository PR: the `ml` job runs validate -> train -> evaluate -> report on the bundled
    data and uploads the report artifact; a second run with nothing changed hits the caches;
-2. the comment workflow, fed that artifact through a `workflow_run` event, calls CML once with
-   the right arguments, and refuses tampered artifacts without calling it;
+2. the comment workflow, fed that artifact through a `workflow_run` event, posts it once through
+   the (fake, local) REST API and edits that comment the next time, refuses tampered or hostile
+   artifacts without posting, and ends green with a notice when there is nothing to post;
 3. a fork: no secrets, no variables, a PR event whose head is another repository; the whole
    pull-request workflow (tests + ml) is green and the comment workflow finds the PR through the
    (fake, local) GitHub API and posts it;
@@ -18,6 +21,7 @@ Scenarios (each a fresh copy of the repository, committed like a template fork):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -83,30 +87,40 @@ def test_second_run_hits_the_pip_and_stage_caches(same_repo_pr) -> None:
     assert second.seconds < first.seconds * 0.6, (first.seconds, second.seconds)
 
 
-def run_comment(same_repo_pr, tmp_path: Path, venv_bin: Path, tamper=None, env: dict | None = None,
-                event: dict | None = None):
+def run_comment(same_repo_pr, tmp_path: Path, venv_bin: Path, tamper=None, event: dict | None = None,
+                api: actkit.FakeGitHubAPI | None = None, artifact: bool = True):
     """Run the comment workflow against a copy of scenario 1's artifact (optionally tampered)."""
     state = tmp_path / "state"
-    artifact = state / "artifacts" / "4242" / "mlops-report"
-    shutil.copytree(same_repo_pr["first"].artifact("mlops-report"), artifact)
-    if tamper:
-        tamper(artifact)
+    if artifact:
+        folder = state / "artifacts" / "4242" / "mlops-report"
+        shutil.copytree(same_repo_pr["first"].artifact("mlops-report"), folder)
+        if tamper:
+            tamper(folder)
     event = event or actkit.workflow_run_event(same_repo_pr["event"], run_id=4242)
-    return actkit.run_act(same_repo_pr["repo"], "workflow_run", event, state=state, venv_bin=venv_bin,
-                          workdir=tmp_path / "run", workflow="comment.yml", secrets={"GITHUB_TOKEN": "test-token"},
-                          env=env)
+    head = same_repo_pr["event"]["pull_request"]["head"]["sha"]
+    with contextlib.ExitStack() as stack:
+        api = api or stack.enter_context(actkit.FakeGitHubAPI("acme/model", [{"number": 7, "head": {"sha": head}}]))
+        result = actkit.run_act(same_repo_pr["repo"], "workflow_run", event, state=state, venv_bin=venv_bin,
+                                workdir=tmp_path / "run", workflow="comment.yml", secrets={"GITHUB_TOKEN": "test-token"},
+                                env={"GITHUB_API_URL": api.url})
+    result.api = api  # type: ignore[attr-defined]
+    return result
 
 
-def test_comment_workflow_calls_cml_once_with_the_vetted_report(same_repo_pr, tmp_path: Path, venv_bin: Path) -> None:
-    result = run_comment(same_repo_pr, tmp_path, venv_bin)
-    assert result.returncode == 0, result.log[-6000:]
-    calls = result.cml_calls()
-    assert len(calls) == 1
-    argv = calls[0]["argv"]
-    assert argv[:4] == ["comment", "update", "--target=pr/7", "--watermark-title=mlops-report"]
-    assert len(argv) == 5 and argv[4].endswith("/vetted-report/report.md")
-    assert calls[0]["report"] == same_repo_pr["report"]
-    assert calls[0]["token"] is True and calls[0]["do_not_track"] == "1"
+def test_comment_workflow_posts_the_vetted_report_once_then_edits_it(same_repo_pr, tmp_path: Path, venv_bin: Path) -> None:
+    head = same_repo_pr["event"]["pull_request"]["head"]["sha"]
+    with actkit.FakeGitHubAPI("acme/model", [{"number": 7, "head": {"sha": head}}]) as api:
+        first = run_comment(same_repo_pr, tmp_path / "first", venv_bin, api=api)
+        second = run_comment(same_repo_pr, tmp_path / "second", venv_bin, api=api)
+    for result in (first, second):
+        assert result.returncode == 0, result.log[-6000:]
+        assert result.cml_calls() == []  # CML is not run: nothing is published anywhere
+    (post,) = api.calls("POST")
+    assert post[1] == "/repos/acme/model/issues/7/comments" and post[2] == "Bearer test-token"
+    assert post[3] == {"body": same_repo_pr["report"]}
+    (patch,) = api.calls("PATCH")  # the second run edits the bot's comment instead of adding one
+    assert patch[1] == f"/repos/acme/model/issues/comments/{api.comments[7][0]['id']}"
+    assert len(api.comments[7]) == 1
 
 
 def _wrong_pr(artifact: Path) -> None:
@@ -123,15 +137,47 @@ def _not_markdown(artifact: Path) -> None:
     (artifact / "report.md").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
 
 
+def _local_file_links(artifact: Path) -> None:
+    """What a data value can smuggle in: CML 0.20.4 would upload /etc/passwd to its asset host."""
+    with (artifact / "report.md").open("a", encoding="utf-8") as handle:
+        handle.write("\n| island | [Biscoe](/etc/passwd) |\n")
+
+
+def _directory_link_and_mention(artifact: Path) -> None:
+    """A directory link (CML throws EISDIR, no comment) and a team mention from the privileged job."""
+    with (artifact / "report.md").open("a", encoding="utf-8") as handle:
+        handle.write("\n| island | [Dream](/tmp) @acme/maintainers |\n")
+
+
 @pytest.mark.parametrize(("tamper", "reason"), [(_wrong_pr, "pr 8 is not the triggering run's pull request"),
                                                 (_oversized, "more than the limit"),
-                                                (_not_markdown, "not UTF-8")],
-                         ids=["wrong-pr-number", "oversized", "not-markdown"])
+                                                (_not_markdown, "not UTF-8"),
+                                                (_local_file_links, "link to '/etc/passwd' is not allowed"),
+                                                (_directory_link_and_mention, "mention @acme/maintainers")],
+                         ids=["wrong-pr-number", "oversized", "not-markdown", "local-file-link", "directory-link-mention"])
 def test_comment_workflow_refuses_a_tampered_artifact(same_repo_pr, tmp_path: Path, venv_bin: Path, tamper, reason) -> None:
     result = run_comment(same_repo_pr, tmp_path, venv_bin, tamper=tamper)
     assert result.returncode != 0
     assert "report refused" in result.log and reason in result.log
-    assert result.cml_calls() == []
+    assert result.cml_calls() == [] and not result.api.calls("POST") and not result.api.calls("PATCH")
+
+
+def test_comment_workflow_skips_green_without_an_artifact(same_repo_pr, tmp_path: Path, venv_bin: Path) -> None:
+    """Issue 11, point 7: the PR run's report step failed or was skipped, so it uploaded nothing."""
+    result = run_comment(same_repo_pr, tmp_path, venv_bin, artifact=False)
+    assert result.returncode == 0, result.log[-6000:]
+    assert result.job_succeeded("comment")
+    assert "no report to post::the pull-request run uploaded no report artifact" in result.log
+    assert not result.api.calls("POST") and not result.api.calls("PATCH")
+
+
+def test_comment_workflow_skips_green_when_the_head_moved_on(same_repo_pr, tmp_path: Path, venv_bin: Path) -> None:
+    """Issue 11, point 7: a newer push; this run finished late and must not overwrite the newer report."""
+    with actkit.FakeGitHubAPI("acme/model", [{"number": 7, "head": {"sha": "e" * 40}}]) as api:
+        result = run_comment(same_repo_pr, tmp_path, venv_bin, api=api)
+    assert result.returncode == 0, result.log[-6000:]
+    assert result.job_succeeded("comment") and "no report to post::pull request #7 is closed or its head moved" in result.log
+    assert not api.calls("POST") and not api.calls("PATCH")
 
 
 def test_fork_copy_runs_the_pull_request_workflow_green_without_secrets(venv_bin: Path, tmp_path: Path) -> None:
@@ -162,9 +208,10 @@ def test_fork_copy_runs_the_pull_request_workflow_green_without_secrets(venv_bin
                                  venv_bin=venv_bin, workdir=tmp_path / "comment", workflow="comment.yml",
                                  env={"GITHUB_API_URL": api.url}, secrets={"GITHUB_TOKEN": "base-repo-token"})
     assert comment.returncode == 0, comment.log[-6000:]
-    assert api.requests and "head=contributor%3Afeature" in api.requests[0][0]
-    calls = comment.cml_calls()
-    assert len(calls) == 1 and "--target=pr/11" in calls[0]["argv"]
+    assert api.requests and "head=contributor%3Afeature" in api.requests[0][1]
+    (post,) = api.calls("POST")
+    assert post[1] == "/repos/acme/model/issues/11/comments" and post[2] == "Bearer base-repo-token"
+    assert comment.cml_calls() == []
 
 
 def test_an_action_is_usable_from_another_repository(venv_bin: Path, tmp_path: Path) -> None:

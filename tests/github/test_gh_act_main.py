@@ -4,10 +4,15 @@ TESTS ONLY, as in test_gh_act.py: remote actions are local stand-ins (`act --loc
 docker/setup-buildx-action and docker/login-action become a no-op check and a plain `docker
 login`, docker/metadata-action computes the tags and labels in Python, docker/build-push-action
 runs a real `docker build` of the context `mlops build --context` staged and pushes it, and
-actions/attest-build-provenance records its subject (signing needs Sigstore and GitHub). The
-image lands in the local registry (127.0.0.1:5000, started by tests/engines.py); IMAGE_REGISTRY
-points the workflow there instead of GHCR. No DEPLOY_TARGET is set, as in a fresh fork: the deploy jobs must be skipped with a
-notice while the rest stays green. (Deploying to swarm is proven in tests/infra.)
+actions/attest-build-provenance records its subject (signing needs Sigstore and GitHub) and, like
+the real one, fails in a private repository without GitHub Enterprise Cloud. The image lands in
+the local registry (127.0.0.1:5000, started by tests/engines.py); IMAGE_REGISTRY points the
+workflow there instead of GHCR. The first run is a public fresh fork with no DEPLOY_TARGET: the
+deploy jobs are skipped with a notice while the rest stays green. The second is a private
+repository deploying to the local swarm: no attestation (a notice), the deploy still happens.
+
+Everything a run creates on the shared engine (image repository, swarm stacks) is named after a
+project name unique to the test run, so two runs sharing one engine cannot break each other.
 """
 
 from __future__ import annotations
@@ -51,11 +56,23 @@ def registry() -> str:
     return address, base
 
 
-def push_event(repo: Path) -> dict:
+def push_event(repo: Path, visibility: str = "public") -> dict:
     sha = actkit.head_sha(repo)
     return {"ref": "refs/heads/main", "before": "0" * 40, "after": sha, "head_commit": {"id": sha},
             "repository": {"full_name": "acme/model", "name": "model", "owner": {"login": "acme", "name": "acme"},
-                           "default_branch": "main"}}
+                           "default_branch": "main", "visibility": visibility, "private": visibility != "public"}}
+
+
+def unique_project(repo: Path) -> str:
+    """Rename the copy's project (image repository, swarm stacks) after this test run."""
+    import uuid
+
+    project = f"penguins-sex-{uuid.uuid4().hex[:8]}"
+    config = repo / "mlops.yaml"
+    config.write_text(config.read_text().replace("project: penguins-sex ", f"project: {project} ", 1))
+    git = ["git", "-C", str(repo), "-c", "user.name=fork", "-c", "user.email=fork@example.invalid"]
+    subprocess.run([*git, "commit", "-q", "-am", "name the project after this test run"], check=True)
+    return project
 
 
 @contextlib.contextmanager
@@ -119,6 +136,7 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
     address, base = registry
     root = tmp_path_factory.mktemp("act-main")
     repo = actkit.copy_repo(root / "repo")
+    project = unique_project(repo)
     state = root / "state"
     common = dict(state=state, venv_bin=venv_bin, workflow="main.yml", env={"MLOPS_BASE_IMAGE": base},
                   extra_args=["--concurrent-jobs", "1"], timeout=900)
@@ -131,7 +149,7 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
     fresh_attestations = (state / "attestations.jsonl").read_text() if (state / "attestations.jsonl").exists() else ""
     # pulled back now: the second run below pushes a new image under the same sha tag
     sha = actkit.head_sha(repo)
-    fresh_images = {tag: pull_and_inspect(f"{address}/acme/penguins-sex:{tag}") for tag in (f"sha-{sha[:7]}", "model-1")}
+    fresh_images = {tag: pull_and_inspect(f"{address}/acme/{project}:{tag}") for tag in (f"sha-{sha[:7]}", "model-1")}
 
     try:
         ensure_swarm()
@@ -145,7 +163,7 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
     (repo / "infra" / "swarm" / "edge.yml").write_text(
         "version: '3.8'\nservices:\n  serving:\n    networks: [default, edge]\n"
         f"networks:\n  edge:\n    external: true\n    name: {network}\n")
-    stacks = ["penguins-sex-staging", "penguins-sex-production"]
+    stacks = [f"{project}-staging", f"{project}-production"]
     ports = {name: free_port() for name in stacks}
     try:
         with EdgeProxy(f"{stacks[0]}_serving", ports[stacks[0]], network=EDGE_NETWORK), \
@@ -153,13 +171,15 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
             deploy_vars = {**registry_vars, "DEPLOY_TARGET": "swarm", "DEPLOY_SWARM_OVERRIDE": "infra/swarm/edge.yml",
                            "STAGING_URL": f"http://127.0.0.1:{ports[stacks[0]]}",
                            "PRODUCTION_URL": f"http://127.0.0.1:{ports[stacks[1]]}"}
-            deployed = actkit.run_act(repo, "push", push_event(repo), workdir=root / "run", variables=deploy_vars, **common)
+            # a private repository without GitHub Enterprise Cloud: no attestation, deploy all the same
+            deployed = actkit.run_act(repo, "push", push_event(repo, visibility="private"), workdir=root / "run",
+                                      variables=deploy_vars, **common)
             with urllib.request.urlopen(f"{deploy_vars['PRODUCTION_URL']}/version", timeout=10) as response:
                 production_version = json.load(response)
     finally:
         for name in stacks:
             subprocess.run(["docker", "stack", "rm", name], capture_output=True)
-    return {"repo": repo, "state": state, "address": address, "base": base, "fresh": fresh,
+    return {"repo": repo, "project": project, "state": state, "address": address, "base": base, "fresh": fresh,
             "fresh_attestations": fresh_attestations,
             "fresh_images": fresh_images,
             "deployed": deployed, "production_version": production_version}
@@ -168,25 +188,27 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
 def test_merge_as_a_fresh_fork_builds_pushes_attests_and_skips_deploy_with_a_notice(merge_runs) -> None:
     result, address, repo = merge_runs["fresh"], merge_runs["address"], merge_runs["repo"]
     assert result.returncode == 0, result.log[-8000:]
-    for job in ("pipeline", "image", "deploy (not configured)"):
+    for job in ("pipeline", "image", "attest", "deploy (not configured)"):
         assert result.job_succeeded(job), job
     assert "deploy skipped::no deploy target configured" in result.log
     assert "[main/deploy staging" not in result.log and "[main/deploy production" not in result.log
 
     # the champion moved and was cached for pull requests
     index = json.loads((merge_runs["state"] / "cache" / "index.json").read_text())
-    assert any(key.startswith("mlops-champion-Linux-") for key in index)
+    assert any(entry["key"].startswith("mlops-champion-Linux-") and entry["scope"] == "refs/heads/main"
+               for entry in index.values())
 
     # the image job staged the context with `mlops build --context` and built it with the Docker actions
     assert "$ mlops --config mlops.yaml build --model outputs/model --registry" in result.log
     assert "--context" in result.log and "stand-in build-push:" in result.log
     sha = actkit.head_sha(repo)
     builds = [json.loads(line) for line in (merge_runs["state"] / "builds.jsonl").read_text().splitlines()]
-    image = f"{address}/acme/penguins-sex"
+    project = merge_runs["project"]
+    image = f"{address}/acme/{project}"
     assert sorted(builds[0]["tags"]) == sorted([f"{image}:sha-{sha[:7]}", f"{image}:model-1"])
 
     # the image is in the registry under the sha and model-version tags, and was attested by digest
-    with urllib.request.urlopen(f"http://{address}/v2/acme/penguins-sex/tags/list", timeout=10) as response:
+    with urllib.request.urlopen(f"http://{address}/v2/acme/{project}/tags/list", timeout=10) as response:
         tags = set(json.load(response)["tags"])
     assert {f"sha-{sha[:7]}", "model-1"} <= tags
     attestations = [json.loads(line) for line in merge_runs["fresh_attestations"].splitlines()]
@@ -194,7 +216,7 @@ def test_merge_as_a_fresh_fork_builds_pushes_attests_and_skips_deploy_with_a_not
     subject = attestations[0]
     assert subject["subject-name"] == image and subject["push-to-registry"] == "true"
     assert subject["subject-digest"] == builds[0]["digest"]
-    request = urllib.request.Request(f"http://{address}/v2/acme/penguins-sex/manifests/{subject['subject-digest']}",
+    request = urllib.request.Request(f"http://{address}/v2/acme/{project}/manifests/{subject['subject-digest']}",
                                      method="HEAD",
                                      headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json, "
                                                         "application/vnd.oci.image.manifest.v1+json"})
@@ -216,21 +238,43 @@ def test_merge_as_a_fresh_fork_builds_pushes_attests_and_skips_deploy_with_a_not
 
 
 def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -> None:
-    result = merge_runs["deployed"]
+    result, project = merge_runs["deployed"], merge_runs["project"]
     assert result.returncode == 0, result.log[-8000:]
     for job in ("pipeline", "image", "deploy staging", "deploy production"):
         assert result.job_succeeded(job), job
     assert "[main/deploy (not configured)" not in result.log
     assert "Cache restored from key: mlops-main-Linux-" in result.log  # main's state carried over
-    assert "is live on swarm stack penguins-sex-staging" in result.log
-    assert "is live on swarm stack penguins-sex-production" in result.log
+    assert f"is live on swarm stack {project}-staging" in result.log
+    assert f"is live on swarm stack {project}-production" in result.log
+    # private repository: the attest job is skipped (the real action would fail), with a notice
+    assert "attestation skipped::artifact attestations need a public repository" in result.log
+    assert not result.job_succeeded("attest")
+    assert (merge_runs["state"] / "attestations.jsonl").read_text() == merge_runs["fresh_attestations"]
     # what was deployed is the image the build-push step pushed in this run, by digest
     rebuilt = json.loads((merge_runs["state"] / "builds.jsonl").read_text().splitlines()[-1])
-    live = f"{merge_runs['address']}/acme/penguins-sex@{rebuilt['digest']} is live on swarm stack penguins-sex-production"
+    live = f"{merge_runs['address']}/acme/{project}@{rebuilt['digest']} is live on swarm stack {project}-production"
     assert live in result.log
     promoted = re.search(r"champion -> version (\d+)", result.log)
     assert promoted and promoted.group(1) == "2", "the second run must move `champion` to the new version"
     assert merge_runs["production_version"]["model_version"] == promoted.group(1)
+
+
+def test_a_manual_run_from_another_branch_does_nothing(venv_bin: Path, tmp_path: Path) -> None:
+    """Issue 11, point 5: `workflow_dispatch` lets anyone with write access pick a branch. From an
+    unreviewed branch the merge workflow must not get the `mlflow` secrets, move `champion`,
+    build or deploy: every job is skipped."""
+    repo = actkit.copy_repo(tmp_path / "repo")
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "-b", "unreviewed"], check=True)
+    event = {"ref": "refs/heads/unreviewed", "inputs": {},
+             "repository": {"full_name": "acme/model", "name": "model", "owner": {"login": "acme"},
+                            "default_branch": "main", "visibility": "public"}}
+    result = actkit.run_act(repo, "workflow_dispatch", event, state=tmp_path / "state", venv_bin=venv_bin,
+                            workdir=tmp_path / "run", workflow="main.yml", secrets={"MLFLOW_TRACKING_TOKEN": "secret"},
+                            variables={"DEPLOY_TARGET": "swarm"})
+    assert result.returncode == 0, result.log[-6000:]
+    assert "$ mlops" not in result.log
+    for job in ("pipeline", "image", "attest", "deploy staging", "deploy production"):
+        assert not result.job_succeeded(job), job
 
 
 def test_monitor_finds_drift_and_hands_the_data_to_the_retraining_job(venv_bin: Path, tmp_path: Path) -> None:

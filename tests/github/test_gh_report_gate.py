@@ -143,7 +143,7 @@ def test_fork_pr_number_comes_from_the_api(artifact: Path, tmp_path: Path, fake_
     fake_api.pulls[:] = [{"number": 7, "head": {"sha": SHA}}, {"number": 9, "head": {"sha": "c" * 40}}]
     pr, _ = check(artifact, tmp_path, event(fork=True), api=fake_api.url)
     assert pr == 7
-    path, auth = fake_api.requests[0]
+    _, path, auth, _ = fake_api.requests[0]
     assert path.startswith("/repos/acme/model/pulls?") and "head=contributor%3Afeature" in path
     assert auth == "Bearer token"
 
@@ -154,7 +154,84 @@ def test_fork_artifact_claiming_another_pr_is_refused(artifact: Path, tmp_path: 
         check(artifact, tmp_path, event(fork=True), api=fake_api.url)
 
 
-def test_main_writes_step_outputs_and_refuses_with_error_lines(artifact: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+# ---------------------------------------------------------------- issue 11: nothing to post is not a failure
+def test_no_artifact_is_nothing_to_post(tmp_path: Path) -> None:
+    """The PR run's report step failed or was skipped: no artifact; the comment job must not go red."""
+    with pytest.raises(gate.NothingToPost, match="uploaded no report artifact"):
+        check(tmp_path / "missing", tmp_path)
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["same-repo", "fork"])
+def test_a_head_that_moved_on_is_nothing_to_post(artifact: Path, tmp_path: Path, fake_api, fork: bool) -> None:
+    """A newer push: the PR's head is another commit now. An older run finishing late must neither
+    fail nor overwrite the newer report (the event's pull_requests list was written at its start)."""
+    fake_api.pulls[:] = [{"number": 7, "head": {"sha": "d" * 40}}]
+    with pytest.raises(gate.NothingToPost, match="head"):
+        check(artifact, tmp_path, event(fork=fork), api=fake_api.url)
+    assert not (tmp_path / "vetted" / "report.md").exists()
+
+
+def test_same_repo_pr_with_current_head_is_accepted(artifact: Path, tmp_path: Path, fake_api) -> None:
+    fake_api.pulls[:] = [{"number": 7, "head": {"sha": SHA}}]
+    assert check(artifact, tmp_path, api=fake_api.url)[0] == 7
+    assert fake_api.requests[-1][1] == "/repos/acme/model/pulls/7"
+
+
+def test_main_skips_with_a_notice_and_exit_0(tmp_path: Path, monkeypatch, capsys) -> None:
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event()))
+    outputs = tmp_path / "github_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    argv = ["check", "--artifact", str(tmp_path / "none"), "--event", str(event_file), "--out", str(tmp_path / "vetted")]
+    assert gate.main(argv) == 0
+    assert "::notice title=no report to post::" in capsys.readouterr().out
+    assert "pr=\n" in outputs.read_text()
+
+
+# ---------------------------------------------------------------- issue 11: mentions and links from data values
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("| island | @octocat | 0.9 |", "mention @octocat"),
+        ("| island | @acme/maintainers | 0.9 |", "mention @acme/maintainers"),
+        ("slice (@acme) failed", "mention @acme"),
+        ("[click](javascript:alert(1))", "javascript:"),
+        ("[click](JavaScript:alert(1))", "JavaScript:"),
+        ("[passwd](/etc/passwd)", "'/etc/passwd'"),
+        ("[home](/home/runner/work)", "'/home/runner/work'"),
+        ("[model](outputs/model)", "'outputs/model'"),
+        ("[env](../../.env)", "'../../.env'"),
+        ("[up](..)", "'..'"),
+        ("[x][ref]\n\n[ref]: /etc/hostname", "'/etc/hostname'"),
+        ("[x](file:///etc/passwd)", "file:///etc/passwd"),
+        ("[x](<javascript:alert(1)>)", "javascript:"),
+    ],
+    ids=["user", "team", "in-parentheses", "javascript", "javascript-case", "absolute", "runner-dir", "relative-dir",
+         "dotdot", "parent", "reference-definition", "file-url", "angle-brackets"],
+)
+def test_mentions_and_local_or_script_links_are_refused(line: str, reason: str) -> None:
+    """A data value (a category, a column name) can carry these into the report. A mention would
+    notify a user or team from the privileged job; CML-style publishing uploads any link target
+    that is a local file (a directory throws EISDIR); `javascript:` has no place in a report."""
+    problems = "\n".join(gate.check_markdown((REPORT + line + "\n").encode()))
+    assert reason in problems, problems
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["see [the docs](https://example.org/docs) and [above](#lineage)", "`@octocat` in code", "user@example.org",
+     "`models:/penguins-sex@champion`", "models:/penguins-sex@champion", "\n```\n@octocat [x](/etc/passwd)\n```"],
+    ids=["web-and-anchor", "code-span", "email", "model-uri-code", "model-uri", "fence"],
+)
+def test_web_links_code_and_emails_pass(line: str) -> None:
+    assert gate.check_markdown((REPORT + line + "\n").encode()) == []
+
+
+def test_main_writes_step_outputs_and_refuses_with_error_lines(artifact: Path, tmp_path: Path, monkeypatch, capsys,
+                                                               fake_api) -> None:
+    fake_api.pulls[:] = [{"number": 7, "head": {"sha": SHA}}]
+    monkeypatch.setenv("GITHUB_API_URL", fake_api.url)
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/model")
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(event()))
     outputs = tmp_path / "github_output"

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need_engine
-from tests.engines import REGISTRY, EngineUnavailable, ensure_base_image, ensure_docker, ensure_registry
+from tests.engines import REGISTRY, RUN_TAG, EngineUnavailable, ensure_base_image, ensure_docker, ensure_registry
 from tests.pipeline.serving.conftest import config, contract, model_dir  # noqa: F401 - shared fixtures
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "mlops-test/serving"
+IMAGE = f"mlops-test-{RUN_TAG}/serving"  # unique per test run
 
 
 def mlops(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO,

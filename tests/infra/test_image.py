@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.engines import free_port, http_ok, start_prometheus
+from tests.infra.conftest import IMAGE
 from tests.pipeline.serving.catalog import BAD_REQUESTS, GOOD_ROW
 
 pytestmark = pytest.mark.engine
@@ -41,7 +42,7 @@ def wait_ready(url: str, timeout: float = 60) -> float:
 def pulled(built_image: dict) -> str:
     """Drop every local tag, then pull the image back from the registry by digest."""
     digest = built_image["digest"]
-    assert digest.startswith("127.0.0.1:5000/mlops-test/serving@sha256:")
+    assert digest.startswith(f"127.0.0.1:5000/{IMAGE}@sha256:")
     for tag in built_image["tags"]:
         docker("rmi", tag, check=False)
     docker("pull", digest)

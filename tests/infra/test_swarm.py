@@ -18,13 +18,13 @@ import httpx
 import pytest
 
 from tests.conftest import need_engine
-from tests.engines import EngineUnavailable, ensure_swarm, free_port
+from tests.engines import RUN_TAG, EngineUnavailable, ensure_swarm, free_port
 from tests.infra.conftest import IMAGE, build_image, mlops
 from tests.infra.edge_proxy import EDGE_NETWORK, EdgeProxy, ensure_edge_network
 from tests.pipeline.serving.catalog import GOOD_ROW
 
 pytestmark = pytest.mark.engine
-STACK = "mlops-test"
+STACK = f"mlops-test-{RUN_TAG}"  # unique per test run
 
 
 class LoadGenerator:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.config import load_config
 from pipeline.data import read_table, split
-from pipeline.evaluate import evaluate
+from pipeline.evaluate import compare, evaluate
+from pipeline.metrics import Predictions
 from pipeline.train import train
+from tests.pipeline.generated import regression_config, regression_frame, write_project
 
 
 def small(raw):
@@ -34,7 +40,7 @@ def test_bundled_model_passes_every_check_without_champion(trained):
     assert outcome["passed"], outcome["failures"]
     assert outcome["champion"]["note"] == "no champion found: comparison passes"
     assert {g["metric"] for g in outcome["gates"]} == {"accuracy", "roc_auc", "f1"}
-    assert outcome["fairness"]["column"] == "island" and set(outcome["fairness"]["rates"]) == {"Biscoe", "Dream", "Torgersen"}
+    assert outcome["fairness"]["column"] == "island" and set(outcome["fairness"]["groups"]) == {"Biscoe", "Dream", "Torgersen"}
     assert sum(sum(row) for row in outcome["confusion_matrix"]["matrix"]) == len(result.test)
 
 
@@ -53,7 +59,7 @@ def test_champion_comparison_fails_when_challenger_regresses(trained):
     assert ok["champion"]["passed"] and ok["champion"]["delta"] > 0
     bad = evaluate(config, weak.model, test, champion=strong.model, champion_source="strong")
     assert not bad["champion"]["passed"]
-    assert any(line.startswith("champion roc_auc: challenger regresses") for line in bad["failures"])
+    assert any(line.startswith("champion roc_auc: challenger may be worse") for line in bad["failures"])
 
 
 def test_behavioural_tests_catch_wrong_expectations(trained):
@@ -77,7 +83,7 @@ def test_slice_floor_and_fairness_limit_fail(trained):
 
     config, _, result = trained(strict)
     outcome = evaluate(config, result.model, result.test)
-    assert any(line.startswith("slice species=") for line in outcome["failures"])
+    assert any(line.startswith("slice species ") for line in outcome["failures"])
     assert any(line.startswith("fairness island:") for line in outcome["failures"])
 
 
@@ -95,5 +101,83 @@ def test_regression_task_reports_residuals(trained):
     config, _, result = trained(regression)
     outcome = evaluate(config, result.model, result.test)
     assert outcome["passed"], outcome["failures"]
-    assert set(outcome["residuals"]["quantiles"]) == {"p5", "p25", "p50", "p75", "p95"}
+    quantiles = outcome["residuals"]["quantiles"]
+    assert [q["name"] for q in quantiles] == ["p5", "p25", "p50", "p75", "p95"]
+    assert [q["value"] for q in quantiles] == sorted(q["value"] for q in quantiles)
     assert outcome["metrics"]["r2"] > 0.7
+
+
+# --- regression on par, on generated data (make_regression + a categorical column + missing values)
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """Fit a model on a generated regression project, with optional config edits."""
+    def fit(mutate=lambda raw: None):
+        config = load_config(write_project(tmp_path_factory.mktemp("gen"), regression_frame(), regression_config(), mutate))
+        data = read_table(config.root / config.data.path, config)
+        return config, train(config, data)
+
+    return fit
+
+
+def test_regression_fairness_is_the_largest_mae_gap_between_groups(generated):
+    config, result = generated()
+    outcome = evaluate(config, result.model, result.test)
+    fair = outcome["fairness"]
+    truth = result.test["y"].to_numpy()
+    errors = pd.Series(np.abs(truth - result.model.predict(result.test)), index=result.test.index)
+    by_region = errors.groupby(result.test["region"].astype(str)).mean()
+    assert fair["metric"] == "mae" and fair["groups"] == pytest.approx(by_region.to_dict())
+    assert fair["value"] == pytest.approx(by_region.max() - by_region.min()) and fair["passed"]
+    assert "skipped" not in str(fair)
+
+    config, result = generated(lambda raw: raw["evaluate"]["fairness"].update(max=0.0))
+    outcome = evaluate(config, result.model, result.test)
+    assert any(line.startswith("fairness region: largest mae gap between groups") for line in outcome["failures"])
+
+
+def test_numeric_slices_are_quantile_or_bin_intervals_with_both_bounds(generated):
+    def slices(raw):
+        raw["evaluate"]["slices"] = [{"column": "x0", "metric": "mae", "max": 100, "quantiles": 4},
+                                     {"column": "size", "metric": "rmse", "max": 100, "bins": [45, 55]}]
+
+    config, result = generated(slices)
+    outcome = evaluate(config, result.model, result.test)
+    quartiles = [s for s in outcome["slices"] if s["column"] == "x0"]
+    assert len(quartiles) == 4 and sum(s["rows"] for s in quartiles) == len(result.test)
+    assert quartiles[0]["lower"] is None and quartiles[-1]["upper"] is None
+    assert all(a["upper"] == b["lower"] for a, b in pairwise(quartiles))
+    assert max(s["rows"] for s in quartiles) - min(s["rows"] for s in quartiles) <= 1
+    by_bins = {s["value"]: s for s in outcome["slices"] if s["column"] == "size"}
+    assert list(by_bins) == ["< 45", "[45, 55)", "≥ 55", "missing"]
+    values = result.test["size"]
+    assert by_bins["[45, 55)"]["rows"] == int(((values >= 45) & (values < 55)).sum())
+    assert by_bins["missing"]["rows"] == int(values.isna().sum())
+    assert all(s["metric"] == "rmse" and s["max"] == 100 for s in by_bins.values())
+
+
+def test_champion_non_inferiority_on_models_known_better_equal_and_worse(generated):
+    config, good = generated()
+    _, crippled = generated(lambda raw: raw["train"]["params"].update(max_iter=3, learning_rate=0.05))
+    same = evaluate(config, good.model, good.test, champion=good.model, champion_source="itself")["champion"]
+    assert same["passed"] and same["delta"] == 0.0 and same["interval"] == [0.0, 0.0]
+    better = evaluate(config, good.model, good.test, champion=crippled.model, champion_source="crippled")["champion"]
+    assert better["passed"] and better["interval"][1] < 0  # mae: the whole interval says "lower error"
+    worse = evaluate(config, crippled.model, good.test, champion=good.model, champion_source="good")
+    assert not worse["champion"]["passed"] and worse["champion"]["interval"][0] > config.evaluate.champion.tolerance
+    assert any(line.startswith("champion mae: challenger may be worse") and "95% interval" in line
+               for line in worse["failures"])
+
+
+def test_a_difference_inside_the_tolerance_that_could_be_noise_does_not_pass(generated):
+    """Two equally noisy models on 100 rows: the point estimate (+1.6 mae) is inside the
+    tolerance (5), but the interval reaches +6.8, so non-inferiority is not shown."""
+    config, _ = generated()
+    rng = np.random.default_rng(1)
+    truth = rng.normal(200, 80, 100)
+    challenger = Predictions("regression", truth, truth + rng.normal(0, 30, 100))
+    champion = Predictions("regression", truth, truth + rng.normal(0, 30, 100))
+    result = compare(config, challenger, champion, "synthetic")
+    assert 0 < result["delta"] < config.evaluate.champion.tolerance
+    assert result["interval"][1] > config.evaluate.champion.tolerance and not result["passed"]
+    assert result["resamples"] == 1000 and result["rows"] == 100 and result["confidence"] == 0.95

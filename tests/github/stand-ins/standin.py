@@ -63,20 +63,47 @@ def setup_python(version: str) -> int:
 
 
 # ---------------------------------------------------------------- cache
+# As actions/cache on GitHub: a cache belongs to the ref (branch, or refs/pull/N/merge) that
+# saved it; a run restores from its own ref, then its base branch (pull requests), then the
+# default branch, never from a sibling branch or another pull request. A key cannot be saved
+# twice within one scope (immutable); restore-keys match by prefix, newest first, scope by scope.
 def _index() -> tuple[Path, dict[str, dict[str, object]]]:
     path = state() / "cache" / "index.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path, (json.loads(path.read_text()) if path.is_file() else {})
 
 
+def _event() -> dict:
+    path = os.environ.get("GITHUB_EVENT_PATH", "")
+    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
+
+
+def cache_scope() -> str:
+    """The ref a save belongs to: GITHUB_REF (act sets refs/pull/N/merge for pull requests)."""
+    return os.environ.get("GITHUB_REF") or "refs/heads/" + (_event().get("repository") or {}).get("default_branch", "main")
+
+
+def readable_scopes() -> list[str]:
+    """Scopes this run may restore from, in GitHub's order: own ref, base branch, default branch."""
+    default = "refs/heads/" + ((_event().get("repository") or {}).get("default_branch") or "main")
+    base = os.environ.get("GITHUB_BASE_REF", "")
+    scopes = [cache_scope(), *([f"refs/heads/{base}"] if base else []), default]
+    return list(dict.fromkeys(scopes))
+
+
+def _entry_key(scope: str, key: str) -> str:
+    return f"{scope} {key}"
+
+
 def cache_save(paths_text: str, key: str) -> int:
     index_path, index = _index()
-    if key in index:
-        print(f"::warning::Cache save failed: a cache with key {key} already exists")
+    scope = cache_scope()
+    if _entry_key(scope, key) in index:
+        print(f"::warning::Failed to save: Unable to reserve cache with key {key}, another job may be creating this cache.")
         return 0
     includes = [p for p in lines(paths_text) if not p.startswith("!")]
     excludes = [resolve(p[1:]) for p in lines(paths_text) if p.startswith("!")]
-    archive = state() / "cache" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".tar")
+    archive = state() / "cache" / (hashlib.sha256(_entry_key(scope, key).encode()).hexdigest()[:32] + ".tar")
     saved = []
     with tarfile.open(archive, "w") as tar:
         for number, raw in enumerate(includes):
@@ -96,7 +123,8 @@ def cache_save(paths_text: str, key: str) -> int:
         print("::warning::Path Validation Error: Path(s) specified in the action for caching do(es) not exist, "
               "hence no cache is being saved.")
         return 0
-    index[key] = {"file": archive.name, "paths": includes, "time": time.time()}
+    index[_entry_key(scope, key)] = {"key": key, "scope": scope, "file": archive.name, "paths": includes,
+                                     "time": time.time()}
     index_path.write_text(json.dumps(index, indent=1))
     print(f"stand-in cache: saved {', '.join(saved)} under key {key}")
     return 0
@@ -104,13 +132,22 @@ def cache_save(paths_text: str, key: str) -> int:
 
 def cache_restore(paths_text: str, key: str, restore_keys: str, fail: bool, lookup: bool) -> int:
     _, index = _index()
-    matched = key if key in index else None
-    if matched is None:
-        for prefix in lines(restore_keys):
-            candidates = sorted((k for k in index if k.startswith(prefix)), key=lambda k: index[k]["time"], reverse=True)
+    entry_name = None
+    for scope in readable_scopes():  # the exact key first, in every readable scope
+        if _entry_key(scope, key) in index:
+            entry_name = _entry_key(scope, key)
+            break
+    for prefix in lines(restore_keys) if entry_name is None else []:
+        for scope in readable_scopes():
+            candidates = sorted((name for name, entry in index.items()
+                                 if entry["scope"] == scope and str(entry["key"]).startswith(prefix)),
+                                key=lambda name: float(index[name]["time"]), reverse=True)  # type: ignore[arg-type]
             if candidates:
-                matched = candidates[0]
+                entry_name = candidates[0]
                 break
+        if entry_name is not None:
+            break
+    matched = str(index[entry_name]["key"]) if entry_name is not None else None
     set_output(**{"cache-primary-key": key, "cache-hit": str(matched == key).lower(), "cache-matched-key": matched or ""})
     if matched is None:
         print(f"stand-in cache: Cache not found for input keys: {key}")
@@ -118,7 +155,8 @@ def cache_restore(paths_text: str, key: str, restore_keys: str, fail: bool, look
     if lookup:
         print(f"stand-in cache: found {matched} (lookup only)")
         return 0
-    entry = index[matched]
+    assert entry_name is not None
+    entry = index[entry_name]
     includes = [p for p in lines(paths_text) if not p.startswith("!")]
     with tarfile.open(state() / "cache" / str(entry["file"])) as tar:
         for member in tar.getmembers():
@@ -187,6 +225,15 @@ def download(name: str, path: str, run_id: str) -> int:
 
 
 def attest(name: str, digest: str, push: str) -> int:
+    """As actions/attest-build-provenance: attestations need a public repository, or a private
+    one on GitHub Enterprise Cloud (STANDIN_ENTERPRISE_CLOUD=true here); elsewhere it fails."""
+    repository = _event().get("repository") or {}
+    public = repository.get("visibility") == "public" or repository.get("private") is False
+    if not public and os.environ.get("STANDIN_ENTERPRISE_CLOUD") != "true":
+        print("::error::Failed to persist attestation: Feature not available for the "
+              f"{repository.get('full_name', 'private')} repository (artifact attestations need a public "
+              "repository or GitHub Enterprise Cloud)")
+        return 1
     if not name or not digest.startswith("sha256:"):
         print(f"::error::stand-in attest: need subject-name and a sha256 subject-digest, got {name!r} {digest!r}")
         return 1

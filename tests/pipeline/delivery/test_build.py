@@ -169,3 +169,25 @@ def test_deploy_renders_the_forks_own_overlay(tmp_path: Path, monkeypatch: pytes
     deploy.render_overlay("staging", None, tmp_path / "no-infra-here")
     assert rendered == [str(tmp_path / "infra" / "k8s" / "overlays" / "staging"),
                         str(REPO / "infra" / "k8s" / "overlays" / "staging")]
+
+
+def test_deploy_reports_dockers_error_without_its_detach_notice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, point 9: Docker 26+ prints a two-line `--detach=false` notice on every stack
+    deploy; it is advice, and must neither become part of an error annotation nor push the real
+    cause out of the message. A real `docker` stand-in on PATH prints both and fails."""
+    from pipeline.delivery import deploy
+    from pipeline.errors import PipelineError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        "#!/bin/sh\n"
+        "echo 'Since --detach=false was not specified, tasks will be created in the background.' >&2\n"
+        "echo 'In a future release, --detach=false will become the default.' >&2\n"
+        "echo 'network penguins-sex-production_default not found' >&2\nexit 1\n")
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    with pytest.raises(PipelineError) as caught:
+        deploy._docker("stack", "deploy", "-c", "stack.yml", "x")
+    assert "detach" not in str(caught.value)
+    assert str(caught.value).endswith("failed: network penguins-sex-production_default not found")

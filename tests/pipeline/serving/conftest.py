@@ -34,6 +34,7 @@ def model_dir(config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow.models import infer_signature
 
     from model import build_model
+    from pipeline.tracking import pip_requirements
     from pipeline.train import model_spec
 
     frame = pd.read_csv(REPO / config.data.path)
@@ -44,7 +45,7 @@ def model_dir(config, tmp_path_factory: pytest.TempPathFactory) -> Path:
         fitted, out, serialization_format="skops",
         skops_trusted_types=sio.get_untrusted_types(data=sio.dumps(fitted)),
         signature=infer_signature(features, fitted.predict(features)), input_example=features.head(3),
-        pip_requirements=["scikit-learn", "skops"],
+        pip_requirements=pip_requirements(config),  # what `mlops train` writes; the image installs from it
     )
     return out
 
