@@ -44,6 +44,8 @@ class Estimator:
         onnx_converter: registers a skl2onnx converter for the estimator's classes, for one that
             scikit-learn's converter library does not know; called before the build converts the
             model to ONNX for serving (see register_onnx_converters).
+        integer_labels: the classifier takes class codes 0..k-1 only: it is wrapped in
+            `model.labels.EncodedLabels`, which answers in the original (string) labels.
     """
 
     factories: Mapping[str, Factory]
@@ -52,6 +54,7 @@ class Estimator:
     trusted_types: tuple[str, ...] | None = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
     onnx_converter: Callable[[], None] | None = None
+    integer_labels: bool = False
 
 
 def _register_lightgbm_onnx() -> None:
@@ -113,6 +116,19 @@ ESTIMATORS: dict[str, Estimator] = {  # FORK: add yours (one record each)
         defaults={"verbose": -1},  # LightGBM logs every split warning to stdout otherwise
         onnx_converter=_register_lightgbm_onnx,
     ),
+    "xgboost": Estimator(
+        factories={"classification": "xgboost:XGBClassifier", "regression": "xgboost:XGBRegressor"},
+        requirements=("xgboost-cpu",),  # the CPU build: the same `xgboost` module, 20 MB instead of 700
+        extra="xgboost",
+        trusted_types=(
+            "model.labels.EncodedLabels",
+            "xgboost.core.Booster",
+            "xgboost.sklearn.XGBClassifier",
+            "xgboost.sklearn.XGBRegressor",
+        ),
+        defaults={"n_jobs": 2},
+        integer_labels=True,  # XGBClassifier refuses string labels ("Expected: [0 1], got ['female' 'male']")
+    ),
 }
 
 SEEDED = ("random_state",)  # set from the spec's seed unless train.params sets it
@@ -158,4 +174,8 @@ def build_estimator(spec: ModelSpec) -> BaseEstimator:
     for key in SEEDED:
         if key in accepted and key not in spec.params:
             estimator.set_params(**{key: spec.seed})
+    if record.integer_labels and spec.task == "classification":
+        from model.labels import EncodedLabels
+
+        return EncodedLabels(estimator)
     return estimator

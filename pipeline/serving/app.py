@@ -120,12 +120,13 @@ def _parse(state: State, body: bytes) -> list[dict[str, Any]]:
     return [row.__dict__ for row in parsed.rows]  # type: ignore[attr-defined]
 
 
-def _predict(state: State, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Runs in a worker thread: frame, predict, monitoring; returns the response payload."""
+def _predict(state: State, rows: list[dict[str, Any]], observe: bool = True) -> dict[str, Any]:
+    """Runs in a worker thread: frame, predict, monitoring (not for warm-up rows); returns the payload."""
     assert state.predictor is not None
     result = state.predictor.predict_rows(rows)
-    state.metrics.observe_inputs(rows, state.contract)
-    state.metrics.observe_predictions(result.predictions, result.scores)
+    if observe:
+        state.metrics.observe_inputs(rows, state.contract)
+        state.metrics.observe_predictions(result.predictions, result.scores)
     payload: dict[str, Any] = {"predictions": result.predictions, "model_version": state.settings.model_version}
     if result.probabilities is not None:
         payload["classes"] = result.classes
@@ -144,7 +145,7 @@ def _warm_up(state: State) -> None:
     print(f"model served by {state.predictor.runtime}", file=sys.stderr, flush=True)
     rows = predictor_mod.warm_up_rows(model_dir, state.contract)
     for _ in range(3):
-        _predict(state, rows)
+        _predict(state, rows, observe=False)
     state.metrics.model_info.labels(settings.model_version, settings.git_sha).set(1)
     state.ready = True
 
@@ -160,7 +161,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.Predictor | None = None) -> FastAPI:
     """The app for one model. Pass a preloaded `predictor` to share it across forked workers."""
-    state = State(settings, contract, request_model(contract, settings.max_rows), Metrics(), predictor)
+    state = State(settings, contract, request_model(contract, settings.max_rows),
+                  Metrics((contract.target_min, contract.target_max)), predictor)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
