@@ -24,6 +24,7 @@ from pipeline.errors import PipelineError
 EXTERNAL_COMMANDS = {
     "build": "pipeline.delivery.build",
     "deploy": "pipeline.delivery.deploy",
+    "registry": "pipeline.delivery.registry",
     "serve": "pipeline.delivery.serve",
 }
 LOCKED = "locked"  # commands that write outputs/ or .mlops/ hold the workspace lock
