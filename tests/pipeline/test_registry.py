@@ -275,6 +275,10 @@ def test_eviction_the_champion_survives_in_the_registry(repo: registry.Repositor
     result = json.loads((repo_copy / "outputs" / "promote.json").read_text())
     assert (result["version"], result["registry_version"]) == ("1", 2)
     assert registry.resolve(registry.connect(repo), registry.CHAMPION) == result["model_digest"]
+    twice = mlops(repo_copy, "promote", env=env)  # the same run promoted again: no new version
+    assert twice.returncode == 0, twice.stderr
+    assert json.loads((repo_copy / "outputs" / "promote.json").read_text())["registry_version"] == 2
+    assert registry.version_numbers(registry.connect(repo)) == [1, 2]
 
     # the champion moved, so the cache must not call evaluate's old verdict current
     warm = mlops(repo_copy, "run", env=env)
