@@ -6,6 +6,6 @@ MLflow, the config or any other `pipeline` module (tests/pipeline/serving/test_b
 Files: `contract.py` (the request contract as plain data), `schema.py` (pydantic models),
 `predictor.py` (loads the MLflow model directory without MLflow), `fastpath.py` and `compile.py`
 (the verified NumPy fast path), `metrics.py` (Prometheus), `settings.py`, `app.py` (routes),
-`server.py` (pre-forked uvicorn, TCP_NODELAY, graceful drain). Locally: `mlops serve`
-(pipeline/delivery/serve.py).
+`server.py` (pre-forked uvicorn, TCP_NODELAY, header and read-time limits, graceful drain).
+Locally: `mlops serve` (pipeline/delivery/serve.py).
 """

@@ -19,11 +19,12 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.serving import predictor as predictor_mod
 from pipeline.serving.contract import Contract
-from pipeline.serving.metrics import Metrics
+from pipeline.serving.metrics import Metrics, method_label
 from pipeline.serving.schema import ErrorResponse, PredictResponse, Status, VersionResponse, request_model
 from pipeline.serving.settings import Settings
 
@@ -40,6 +41,9 @@ class State:
     ready: bool = False
     draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+CLIENT_CLOSED = 499  # nginx's "client closed request": counted as a 4xx, never sent
 
 
 class ApiError(Exception):
@@ -82,7 +86,7 @@ class Instrument:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            method = scope.get("method", "")
+            method = method_label(scope.get("method", ""))
             self.state.metrics.requests.labels(path, method, str(status)).inc()
             self.state.metrics.latency.labels(path, method, str(status)).observe(time.perf_counter() - started)
 
@@ -92,10 +96,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"body larger than {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"body larger than {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(413, f"body larger than {limit} bytes")
+    except ClientDisconnect:  # aborted upload or read timeout: the client's doing, no one to answer
+        raise ApiError(CLIENT_CLOSED, "client closed the connection before the body arrived") from None
     return bytes(body)
 
 

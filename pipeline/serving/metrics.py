@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 
 SCORE_BUCKETS = np.round(np.linspace(0.1, 1.0, 10), 2)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Any token is a valid HTTP method: unknown ones share one label, so clients cannot grow the series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
+def method_label(method: str) -> str:
+    """The `method` label: a known method, else "other"."""
+    return method if method in KNOWN_METHODS else "other"
 
 
 class Metrics:

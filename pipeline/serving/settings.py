@@ -26,6 +26,12 @@ class Settings:
     predict_timeout: float = field(default_factory=lambda: float(_env("MLOPS_PREDICT_TIMEOUT", "5")))
     fast_path: bool = field(default_factory=lambda: _env("MLOPS_FAST_PATH", "1") != "0")
     drain_seconds: float = field(default_factory=lambda: float(_env("MLOPS_DRAIN_SECONDS", "0")))
+    # Hostile or broken clients: bytes of request line + headers (431 past it), and seconds a
+    # request may take to arrive whole, from connect or its first byte (408 and close past it);
+    # an idle keep-alive connection is closed after keep_alive_seconds.
+    max_header_bytes: int = field(default_factory=lambda: int(_env("MLOPS_MAX_HEADER_BYTES", str(64 * 1024))))
+    read_timeout: float = field(default_factory=lambda: float(_env("MLOPS_READ_TIMEOUT", "10")))
+    keep_alive_seconds: float = field(default_factory=lambda: float(_env("MLOPS_KEEP_ALIVE_SECONDS", "15")))
     git_sha: str = field(default_factory=lambda: _env("MLOPS_GIT_SHA", "unknown"))
     model_version: str = field(default_factory=lambda: _env("MLOPS_MODEL_VERSION", "unknown"))
     model_uri: str = field(default_factory=lambda: _env("MLOPS_MODEL_URI", "unknown"))

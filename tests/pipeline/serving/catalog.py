@@ -1,6 +1,6 @@
 """The fixed list of bad requests and the status each must get (the documented 4xx).
 
-Shared by the in-process tests (TestClient) and the container test, so the image is held to the
+Shared by the in-process tests (a real server in a thread) and the container test, so the image is held to the
 same contract as the code.
 """
 

@@ -57,12 +57,17 @@ def good_row() -> dict:
 
 
 @pytest.fixture()
-def client(model_dir: Path, contract) -> Iterator:
-    from fastapi.testclient import TestClient
-
+def app(model_dir: Path, contract):
     from pipeline.serving.app import create_app
     from pipeline.serving.settings import Settings
 
-    app = create_app(Settings(model_dir=model_dir, model_version="7", git_sha="abc123"), contract)
-    with TestClient(app) as test_client:
-        yield test_client
+    return create_app(Settings(model_dir=model_dir, model_version="7", git_sha="abc123"), contract)
+
+
+@pytest.fixture()
+def client(app) -> Iterator:
+    """An httpx client of `app` served for real on a loopback port (tests/pipeline/serving/live.py)."""
+    from tests.pipeline.serving.live import in_thread
+
+    with in_thread(app) as http:
+        yield http

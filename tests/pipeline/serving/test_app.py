@@ -1,10 +1,11 @@
-"""The serving app in process (FastAPI TestClient, real model): routes, limits, errors, metrics."""
+"""The serving app in process (a real server in a thread, real model): routes, limits, errors, metrics."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.pipeline.serving.catalog import BAD_REQUESTS, GOOD_ROW
+from tests.pipeline.serving.live import in_thread
 
 
 def test_ready_health_version(client) -> None:
@@ -71,20 +72,18 @@ def test_metrics_cover_traffic_inputs_predictions_and_version(client) -> None:
 
 
 def test_not_ready_before_warm_up(model_dir, contract) -> None:
-    from fastapi.testclient import TestClient
-
     from pipeline.serving.app import create_app
     from pipeline.serving.settings import Settings
 
     app = create_app(Settings(model_dir=model_dir), contract)
-    plain = TestClient(app)  # no lifespan: the model is never loaded
-    assert plain.get("/ready").status_code == 503
-    assert plain.post("/predict", json={"rows": [GOOD_ROW]}).status_code == 503
-    assert plain.get("/health").status_code == 200
+    with in_thread(app, lifespan=False) as plain:  # no lifespan: the model is never loaded
+        assert plain.get("/ready").status_code == 503
+        assert plain.post("/predict", json={"rows": [GOOD_ROW]}).status_code == 503
+        assert plain.get("/health").status_code == 200
 
 
-def test_draining_flips_readiness_and_closes_connections(client) -> None:
-    client.app.state.serving.draining = True
+def test_draining_flips_readiness_and_closes_connections(app, client) -> None:
+    app.state.serving.draining = True
     response = client.get("/ready")
     assert response.status_code == 503 and response.json()["detail"] == "draining"
     assert response.headers["connection"] == "close"
@@ -93,13 +92,11 @@ def test_draining_flips_readiness_and_closes_connections(client) -> None:
 def test_prediction_timeout_answers_503(model_dir, contract) -> None:
     import time
 
-    from fastapi.testclient import TestClient
-
     from pipeline.serving.app import create_app
     from pipeline.serving.settings import Settings
 
     app = create_app(Settings(model_dir=model_dir, predict_timeout=0.2, fast_path=False), contract)
-    with TestClient(app) as slow_client:
+    with in_thread(app) as slow_client:
         predictor = app.state.serving.predictor
         original = predictor.predict_rows
         predictor.predict_rows = lambda rows: (time.sleep(1), original(rows))[1]  # a model that hangs

@@ -69,19 +69,23 @@ def test_compiling_loading_and_serving_pull_in_no_mlflow_and_no_pipeline_code(ap
     model = shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("fastpath.*"))
     contract_path = write(contract, tmp_path / "contract.json")
     code = f"""
+import asyncio
 from pathlib import Path
-from fastapi.testclient import TestClient
+import httpx
 from pipeline.serving import compile, contract, predictor
 from pipeline.serving.app import create_app
 from pipeline.serving.settings import Settings
 model, served = Path({str(model)!r}), contract.load({str(contract_path)!r})
 assert compile.main([str(model), {str(contract_path)!r}]) == 0
+async def check(app):
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                                   base_url="http://app") as client:
+        assert (await client.get("/ready")).status_code == 200
+        answer = await client.post("/predict", json={{"rows": [{good_row!r}]}})
+        assert answer.status_code == 200, answer.text
 for loaded in (predictor.load_compiled(model, served), predictor.load(model, served)):
     assert loaded is not None
-    with TestClient(create_app(Settings(model_dir=model), served, loaded)) as client:
-        assert client.get("/ready").status_code == 200
-        answer = client.post("/predict", json={{"rows": [{good_row!r}]}})
-        assert answer.status_code == 200, answer.text
+    asyncio.run(check(create_app(Settings(model_dir=model), served, loaded)))
 """
     modules = modules_after(app_dir, code)
     assert "sklearn" in modules and "skops" in modules  # the scikit-learn path really ran

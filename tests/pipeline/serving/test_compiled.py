@@ -56,16 +56,15 @@ def test_missing_stale_or_broken_artifact_falls_back(fresh_model: Path, contract
 
 
 def test_stale_artifact_is_replaced_at_first_scikit_learn_load(fresh_model: Path, contract) -> None:
-    from fastapi.testclient import TestClient
-
     from pipeline.serving.app import create_app
     from pipeline.serving.settings import Settings
+    from tests.pipeline.serving.live import in_thread
 
     assert predictor.compile_fast_path(fresh_model, contract)
     meta_path = fresh_model / fastpath.ARTIFACT_JSON
     meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "model_sha256": "0" * 64}))
     app = create_app(Settings(model_dir=fresh_model), contract)
-    with TestClient(app) as client:
+    with in_thread(app) as client:
         assert client.get("/ready").status_code == 200
         assert app.state.serving.predictor.estimator is not None  # served from scikit-learn + verified fast path
     assert predictor.load_compiled(fresh_model, contract) is not None  # rewritten for the next start
@@ -100,8 +99,8 @@ def test_unsupported_model_gets_no_artifact(fresh_model: Path, contract, config)
 
 
 READY_WITHOUT_SKLEARN = """
-import sys, time
-from fastapi.testclient import TestClient
+import asyncio, sys, time
+import httpx
 from pipeline.serving import contract, predictor
 from pipeline.serving.app import create_app
 from pipeline.serving.settings import Settings
@@ -116,16 +115,21 @@ def spy(model_dir):  # the background thread starts right after /ready flips
 
 predictor.load_estimator = spy
 app = create_app(Settings(model_dir=sys.argv[1]), contract.load(sys.argv[2]))
-with TestClient(app) as client:
-    assert client.get("/ready").status_code == 200
-    row = {"species": "Gentoo", "island": "Biscoe", "clutch_completion": "yes", "culmen_length_mm": 50.5,
-           "culmen_depth_mm": 16.0, "flipper_length_mm": 228.0, "body_mass_g": 5800.0, "delta_15n": 8.3, "delta_13c": -26.1}
-    assert client.post("/predict", json={"rows": [row] * 100}).json()["predictions"] == ["male"] * 100
-    deadline = time.monotonic() + 120
-    while app.state.serving.predictor.estimator is None:
-        assert time.monotonic() < deadline, "scikit-learn never loaded in the background"
-        time.sleep(0.05)
-    assert client.post("/predict", json={"rows": [row] * 100}).json()["predictions"] == ["male"] * 100
+row = {"species": "Gentoo", "island": "Biscoe", "clutch_completion": "yes", "culmen_length_mm": 50.5,
+       "culmen_depth_mm": 16.0, "flipper_length_mm": 228.0, "body_mass_g": 5800.0, "delta_15n": 8.3, "delta_13c": -26.1}
+
+async def check():
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                                   base_url="http://app") as client:
+        assert (await client.get("/ready")).status_code == 200
+        assert (await client.post("/predict", json={"rows": [row] * 100})).json()["predictions"] == ["male"] * 100
+        deadline = time.monotonic() + 120
+        while app.state.serving.predictor.estimator is None:
+            assert time.monotonic() < deadline, "scikit-learn never loaded in the background"
+            await asyncio.sleep(0.05)
+        assert (await client.post("/predict", json={"rows": [row] * 100})).json()["predictions"] == ["male"] * 100
+
+asyncio.run(check())
 print(seen["imported at ready"])
 """
 
