@@ -83,6 +83,16 @@ def test_a_registry_that_is_down_fails_promote_cleanly_and_moves_nothing(tmp_pat
     assert not (tmp_path / ".mlops" / "mlflow.db").exists()
 
 
+def test_a_registry_that_is_down_stops_a_deploy_before_the_rollout(tmp_path: Path) -> None:
+    write_results(tmp_path)
+    down = f"127.0.0.1:{free_port()}/team/model"
+    result = mlops(tmp_path, "deploy", "--target", "swarm", "--env", "staging", "--image", "127.0.0.1:1/none:x",
+                   "--name", f"never-{RUN_TAG}", "--model-digest", "sha256:" + "0" * 64, env={registry.ENV: down})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: model registry {down} (MLOPS_MODEL_REGISTRY): unreachable" in result.stderr
+    assert "docker stack deploy" not in result.stderr
+
+
 def write_results(root: Path) -> None:
     """A workspace whose train and evaluate results say: passed (promote reads nothing else first)."""
     shutil.copy(REPO / "mlops.yaml", root / "mlops.yaml")
