@@ -85,11 +85,24 @@ def publish_version(client: registry.Client, config: Config, train_info: dict[st
     pushed = reuse(client, train_info["run_id"], current)
     if not challenger_only and champion != expected and not (pushed and pushed.digest == champion):
         raise registry.moved(client, registry.CHAMPION, expected, champion)
-    pushed = pushed or registry.push(client, Path(train_info["model_dir"]), lineage(config, train_info))
+    pushed = pushed or push_signed(client, Path(train_info["model_dir"]), lineage(config, train_info))
     registry.move_alias(client, registry.CHALLENGER, pushed.digest, current[registry.CHALLENGER])
     if not challenger_only:
         registry.move_alias(client, registry.CHAMPION, pushed.digest, expected)
-    return {"registry": str(client.repo), "registry_version": pushed.number, "model_digest": pushed.digest}
+    return {"registry": str(client.repo), "registry_version": pushed.number, "model_digest": pushed.digest,
+            "signed": pushed.annotations.get(registry.ANNOTATION + "signed") == "true"}
+
+
+def push_signed(client: registry.Client, model_dir: Path, notes: dict[str, Any]) -> registry.Version:
+    """Sign the model (when MLOPS_MODEL_SIGNING_KEY is set) and push it with its signature."""
+    import tempfile
+
+    from pipeline import signing
+
+    with tempfile.TemporaryDirectory() as tmp:
+        signature = Path(tmp) / signing.SIGNATURE_NAME
+        signed = signing.sign(model_dir, signature)
+        return registry.push(client, model_dir, {**notes, "signed": signed}, signature if signed else None)
 
 
 def reuse(client: registry.Client, run_id: str, current: dict[str, str | None]) -> registry.Version | None:

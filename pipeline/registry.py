@@ -203,22 +203,30 @@ def aliases(client: Client) -> dict[str, str | None]:
 
 
 def pull(client: Client, digest: str, cache: Path) -> Path:
-    """The model directory of `digest`, downloaded once into cache/<digest> (content-addressed)."""
+    """The model directory of `digest`, downloaded once into cache/<digest> (content-addressed),
+    its signature checked on every call when MLOPS_MODEL_SIGNING_PUBLIC_KEY is set."""
+    from pipeline import signing
+
     dest = cache / digest.replace(":", "-")
-    if (dest / "MLmodel").is_file():
-        return dest
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(dir=cache, prefix=".pull-"))
-    try:
-        files = _oras(client, "pull", lambda: client.oras.pull(target=client.repo.ref(digest), outdir=str(partial)))
-        model = next((Path(f) for f in files if (Path(f) / "MLmodel").is_file()), None)
-        if model is None:
-            raise client.error(f"pull {digest}", "the artifact holds no MLflow model directory")
-        if dest.exists():
-            shutil.rmtree(dest)
-        model.rename(dest)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    signature = dest.with_name(dest.name + ".sig")
+    if not (dest / "MLmodel").is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=cache, prefix=".pull-"))
+        try:
+            files = _oras(client, "pull", lambda: client.oras.pull(target=client.repo.ref(digest), outdir=str(partial)))
+            model = next((Path(f) for f in files if (Path(f) / "MLmodel").is_file()), None)
+            if model is None:
+                raise client.error(f"pull {digest}", "the artifact holds no MLflow model directory")
+            pulled_signature = partial / signing.SIGNATURE_NAME
+            signing.verify(model, pulled_signature if pulled_signature.is_file() else None, client.repo.ref(digest))
+            if pulled_signature.is_file():
+                shutil.copyfile(pulled_signature, signature)
+            if dest.exists():
+                shutil.rmtree(dest)
+            model.rename(dest)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    signing.verify(dest, signature if signature.is_file() else None, client.repo.ref(digest))
     return dest
 
 
@@ -239,8 +247,9 @@ def to_annotations(lineage: dict[str, Any]) -> dict[str, str]:
             for key, value in lineage.items() if value is not None}
 
 
-def push(client: Client, model_dir: Path, lineage: dict[str, Any]) -> Version:
-    """Push the model directory as a new version; return its number and digest.
+def push(client: Client, model_dir: Path, lineage: dict[str, Any], signature: Path | None = None) -> Version:
+    """Push the model directory (and its signature file, when signed) as a new version; return
+    its number and digest.
 
     The artifact is pushed under the next free `v<N>`; should another push have taken that
     number meanwhile (the settle pause, as for aliases), the same manifest is tagged N+1 instead.
@@ -252,8 +261,15 @@ def push(client: Client, model_dir: Path, lineage: dict[str, Any]) -> Version:
         config = Path(tmp) / "config.json"
         config.write_text(json.dumps(lineage, sort_keys=True, default=str), encoding="utf-8")
         number = (version_numbers(client) or [0])[-1] + 1
+        files = [f"{model_dir}:application/vnd.oci.image.layer.v1.tar+gzip"]
+        if signature is not None:
+            from pipeline.signing import SIGNATURE_NAME, SIGNATURE_TYPE
+
+            named = Path(tmp) / SIGNATURE_NAME  # the layer's title is the file's name; pull looks for this one
+            shutil.copyfile(signature, named)
+            files.append(f"{named}:{SIGNATURE_TYPE}")
         response = _oras(client, f"push v{number}", lambda: client.oras.push(
-            target=client.repo.ref(f"v{number}"), files=[f"{model_dir}:application/vnd.oci.image.layer.v1.tar+gzip"],
+            target=client.repo.ref(f"v{number}"), files=files,
             manifest_config=f"{config}:{CONFIG_TYPE}", manifest_annotations=notes, disable_path_validation=True, quiet=True))
     digest = response.headers.get("Docker-Content-Digest") or resolve(client, f"v{number}")
     for _ in range(100):

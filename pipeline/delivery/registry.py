@@ -100,7 +100,7 @@ def show_text(client: Client, version: Version) -> str:
     aliases = [alias for alias, digest in registry.aliases(client).items() if digest == version.digest]
     lines = [f"{client.repo} version {version.number}", f"  reference:     {client.repo.ref(version.digest)}",
              f"  aliases:       {', '.join(aliases) or '-'}"]
-    for key in ("model", "estimator", "created", "git-sha", "mlflow-run-id", "data-hash", "config-hash"):
+    for key in ("model", "estimator", "created", "git-sha", "mlflow-run-id", "data-hash", "config-hash", "signed"):
         lines.append(f"  {key + ':':<14} {_note(version, key) or '-'}")
     lines.append("  metrics:")
     lines += [f"    {name}: {value}" for name, value in _metrics(version).items()] or ["    -"]

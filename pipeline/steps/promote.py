@@ -18,6 +18,7 @@ class PromoteResult(StepResult):
     registry: str | None = None  # MLOPS_MODEL_REGISTRY, when the model was pushed there
     registry_version: int | None = None
     model_digest: str | None = None
+    signed: bool | None = None  # with MLOPS_MODEL_SIGNING_KEY; False: pushed unsigned
 
     def summary_lines(self) -> list[str]:
         moved = f"champion -> version {self.version}" if self.moved else "champion unchanged"
@@ -25,6 +26,8 @@ class PromoteResult(StepResult):
         if self.registry is not None:
             where = "`challenger` and `champion`" if self.moved else "`challenger`"
             lines.append(f"promote: {self.registry} version {self.registry_version} ({self.model_digest}) is {where}")
+            if not self.signed:
+                lines.append("promote: the model was pushed unsigned (set MLOPS_MODEL_SIGNING_KEY to sign it)")
         return lines
 
 

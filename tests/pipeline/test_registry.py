@@ -295,3 +295,55 @@ def test_eviction_the_champion_survives_in_the_registry(repo: registry.Repositor
     assert warm.returncode == 0, warm.stderr
     assert "evaluate  running" in warm.stderr
     assert json.loads((repo_copy / "outputs" / "evaluate.json").read_text())["champion_version"] == "2"
+
+
+def key_pair(folder: Path) -> tuple[Path, Path]:
+    """An elliptic-curve key pair as PEM files (what `openssl ecparam -name prime256v1` makes)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = folder / "key.pem", folder / "pub.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+@pytest.mark.engine
+def test_signed_models_verify_and_tampered_or_unsigned_ones_are_refused(repo: registry.Repository, tmp_path: Path,
+                                                                         monkeypatch, capsys) -> None:
+    from pipeline import signing
+    from pipeline.promote import push_signed
+
+    private, public = key_pair(tmp_path)
+    client = registry.connect(repo)
+    monkeypatch.setenv(signing.KEY_ENV, str(private))
+    good = push_signed(client, tiny_model(tmp_path / "a" / "model", "a"), {})
+    assert good.annotations["dev.mlops.signed"] == "true"
+    signature = tmp_path / "b.sig"
+    signing.sign(tiny_model(tmp_path / "b" / "model", "b"), signature)
+    (tmp_path / "b" / "model" / "MLmodel").write_text("flavors: {}\nmarker: swapped after signing\n")
+    tampered = registry.push(client, tmp_path / "b" / "model", {}, signature)
+    monkeypatch.delenv(signing.KEY_ENV)
+    unsigned = push_signed(client, tiny_model(tmp_path / "c" / "model", "c"), {})
+    assert unsigned.annotations["dev.mlops.signed"] == "false"
+
+    cache = tmp_path / "cache"
+    assert (registry.pull(client, unsigned.digest, cache) / "MLmodel").is_file()  # no public key: nothing checked
+    monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(public))
+    assert (registry.pull(client, good.digest, cache) / "MLmodel").read_text().endswith("marker: a\n")
+    with pytest.raises(PipelineError, match=f"{repo}@{tampered.digest}: refused: its signature does not verify"):
+        registry.pull(client, tampered.digest, cache)
+    assert not (cache / tampered.digest.replace(":", "-")).exists()
+    with pytest.raises(PipelineError, match=f"{repo}@{unsigned.digest}: refused: unsigned"):
+        registry.pull(client, unsigned.digest, cache)  # even from the cache it was pulled into before
+    (cache / good.digest.replace(":", "-") / "MLmodel").write_text("tampered in the local cache\n")
+    with pytest.raises(PipelineError, match="refused: its signature does not verify"):
+        registry.pull(client, good.digest, cache)
+
+    monkeypatch.chdir(tmp_path)
+    assert cli(["registry", "pull", "2", "--output", "pulled"]) == 1
+    assert "refused: its signature does not verify" in capsys.readouterr().err
+    assert not (tmp_path / "pulled").exists()
