@@ -39,6 +39,8 @@ class Estimator:
             (the feature step's own are in model/features.py). None: found by serialising the
             fitted model once more at save time (about 0.4 s for a 200-tree forest).
         defaults: parameters applied unless `train.params` sets them.
+        integer_labels: the classifier takes class codes 0..k-1 only: it is wrapped in
+            `model.labels.EncodedLabels`, which answers in the original (string) labels.
     """
 
     factories: Mapping[str, Factory]
@@ -46,6 +48,7 @@ class Estimator:
     extra: str | None = None
     trusted_types: tuple[str, ...] | None = ()
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    integer_labels: bool = False
 
 
 ESTIMATORS: dict[str, Estimator] = {  # FORK: add yours (one record each)
@@ -88,6 +91,19 @@ ESTIMATORS: dict[str, Estimator] = {  # FORK: add yours (one record each)
             "lightgbm.sklearn.LGBMRegressor",
         ),
         defaults={"verbose": -1},  # LightGBM logs every split warning to stdout otherwise
+    ),
+    "xgboost": Estimator(
+        factories={"classification": "xgboost:XGBClassifier", "regression": "xgboost:XGBRegressor"},
+        requirements=("xgboost-cpu",),  # the CPU build: the same `xgboost` module, 20 MB instead of 700
+        extra="xgboost",
+        trusted_types=(
+            "model.labels.EncodedLabels",
+            "xgboost.core.Booster",
+            "xgboost.sklearn.XGBClassifier",
+            "xgboost.sklearn.XGBRegressor",
+        ),
+        defaults={"n_jobs": 2},
+        integer_labels=True,  # XGBClassifier refuses string labels ("Expected: [0 1], got ['female' 'male']")
     ),
 }
 
@@ -134,4 +150,8 @@ def build_estimator(spec: ModelSpec) -> BaseEstimator:
     for key in SEEDED:
         if key in accepted and key not in spec.params:
             estimator.set_params(**{key: spec.seed})
+    if record.integer_labels and spec.task == "classification":
+        from model.labels import EncodedLabels
+
+        return EncodedLabels(estimator)
     return estimator

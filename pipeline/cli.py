@@ -25,6 +25,7 @@ EXTERNAL_COMMANDS = {
     "build": "pipeline.delivery.build",
     "deploy": "pipeline.delivery.deploy",
     "registry": "pipeline.delivery.registry",
+    "init": "pipeline.init",
     "serve": "pipeline.delivery.serve",
 }
 LOCKED = "locked"  # commands that write outputs/ or .mlops/ hold the workspace lock

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, clip
 
 DEFAULT_CONFIG = "mlops.yaml"
 
@@ -211,9 +211,11 @@ class Config(Strict):
         if self.task == "regression" and target.type not in ("int", "float"):
             raise ValueError(f"task regression needs a numeric target; "
                              f"validate.columns.{self.data.target}.type is {target.type!r}")
+        if not classification and self.data.positive_class is not None:
+            raise ValueError("data.positive_class: only for classification; remove it for task regression")
         problems = list(self._evaluate_references())
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
 
     def _evaluate_references(self):
@@ -315,19 +317,27 @@ def _fairness_problems(spec: FairnessConfig, columns: dict[str, ColumnSpec], kno
 
 
 def _format_error(path: Path, exc: ValidationError) -> str:
+    """One line per problem, as `FILE: key: message`, without pydantic's wording around it.
+
+    Cross-checks raise one ValueError naming their keys, one per line ("evaluate.gates.0.metric:
+    ..."): each becomes its own line, and pydantic's "(top level): Value error, " goes.
+    """
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in err["loc"])
         kind = err["type"]
         if kind == "extra_forbidden":
             message = "unknown key (misspelled?)"
         elif kind == "missing":
             message = "required key is missing"
+        elif kind == "value_error":
+            message = str(err.get("ctx", {}).get("error", err["msg"].removeprefix("Value error, ")))
         else:
             message = err["msg"]
-            if "input" in err and kind not in ("value_error",):
-                message += f" (got {err['input']!r})"
-        lines.append(f"{path}: {key}: {message}")
+            if "input" in err:
+                message += f" (got {clip(repr(err['input']))})"
+        for part in message.splitlines() or [message]:
+            lines.append(f"{path}: {key}: {part}" if key else f"{path}: {part}")
     return "\n".join(lines)
 
 

@@ -7,6 +7,11 @@ contract problem instead of stopping at the first one. Reading goes through pyar
 (multi-threaded, ~1 s for 1M rows x 20 columns), which, unlike pandas' C reader, refuses short
 rows instead of silently padding them with nulls.
 
+Types are kept end to end: a declared int/float/bool column that arrow could not read as such
+(`59.0` in an int column) is converted by `coerce` when every value fits, so training sees the
+contract's dtype, not text. Non-finite numbers (`inf`, `-inf`, `nan` written out) in a float column
+are kept as text, so `validate` reports them as values that break the contract.
+
 Row numbers in messages are file lines: the header is line 1, the first data row is line 2
 (`line_of`). That assumes one record per line, which holds because quoted newlines are refused.
 """
@@ -29,6 +34,10 @@ if TYPE_CHECKING:
 HEADER_LINES = 1
 CHUNK_BYTES = 1 << 20
 SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+# pyarrow's default null markers without the NaN spellings: "nan" in a float column is a
+# non-finite value the contract refuses, not a missing one.
+NULL_VALUES = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "N/A", "NA", "NULL", "n/a", "null"]
+PANDAS_DTYPES = {"float": "float64", "int": "Int64", "bool": "boolean", "string": "str", "category": "str"}
 _BAD_COLUMN = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
 
 
@@ -51,12 +60,73 @@ def read_table(path: Path, config: Config) -> pd.DataFrame:
         PipelineError: the file is missing, empty, binary, not UTF-8, has no data rows, a
             duplicated header name, or a row with the wrong number of fields.
     """
+    kinds = {name: spec.type for name, spec in config.validate_.columns.items()}
+    frame = read_csv(path, _arrow_types(config))
+    fitting = {}
+    for name, kind in kinds.items():
+        if name in frame.columns and kind in ("int", "float", "bool") and _is_text(frame[name]):
+            series, bad = coerce(frame[name], kind)
+            if bad is None or not bad.any():
+                fitting[name] = series
+    return frame.assign(**fitting) if fitting else frame
+
+
+def read_csv(path: Path, types: dict[str, pa.DataType] | None = None) -> pd.DataFrame:
+    """Read a CSV file with these column types (None: as pyarrow infers them), strictly about the
+    file: the same clear errors for `mlops validate`, `mlops init` and every other reader."""
     _check_file(path)
-    table = _read_arrow(path, config)
+    table = _read_arrow(path, types)
     if table.num_rows == 0:
         raise PipelineError(f"{path}: header only, no data rows")
     _check_header(path, table.column_names)
     return _to_pandas(path, table)
+
+
+def _is_text(series: pd.Series) -> bool:
+    from pandas.api import types
+
+    return types.is_string_dtype(series.dtype) or types.is_object_dtype(series.dtype)
+
+
+def coerce(series: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray | None]:
+    """(the series as the contract dtype, mask of values that could not be converted).
+
+    Non-finite numbers do not fit int or float; a fraction or a magnitude no 64-bit integer
+    holds does not fit int.
+    """
+    import numpy as np
+    import pandas as pd
+    from pandas.api import types
+
+    target = PANDAS_DTYPES[kind]
+    if kind in ("string", "category"):
+        return (series if series.dtype == target else series.astype(target)), None
+    if kind == "bool":
+        if types.is_bool_dtype(series.dtype):
+            return (series if series.dtype == target else series.astype(target)), None
+        text = series.astype("str").str.strip().str.lower()
+        mapped = text.map({"true": True, "1": True, "false": False, "0": False})
+        bad = (mapped.isna() & series.notna()).to_numpy()
+        return mapped.astype(target), bad
+    if types.is_numeric_dtype(series.dtype) and not types.is_bool_dtype(series.dtype):
+        numbers = series
+        bad = None
+    else:
+        numbers = pd.to_numeric(series, errors="coerce")
+        bad = (numbers.isna() & series.notna()).to_numpy()
+    if kind == "int":
+        if series.dtype == target:
+            return series, None
+        values = numbers.astype("float64")
+        # a fraction, or a magnitude no 64-bit integer holds, is not an int of the contract
+        unfit = (values.notna() & ((values != np.floor(values)) | (values.abs() >= 2.0**63))).to_numpy()
+        bad = unfit if bad is None else (bad | unfit)
+        return values.where(~unfit).astype(target), bad
+    values = numbers if numbers.dtype == target else numbers.astype(target)
+    infinite = np.isinf(values.to_numpy(dtype="float64", na_value=np.nan))
+    if infinite.any():
+        bad = infinite if bad is None else (bad | infinite)
+    return values, bad
 
 
 def _check_file(path: Path) -> None:
@@ -82,12 +152,12 @@ def _arrow_types(config: Config) -> dict[str, pa.DataType]:
     return {name: mapping[spec.type] for name, spec in config.validate_.columns.items()}
 
 
-def _read_arrow(path: Path, config: Config) -> pa.Table:
+def _read_arrow(path: Path, declared: dict[str, pa.DataType] | None) -> pa.Table:
     """Read with the declared types; a column that fails to convert is re-read as text."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    types = _arrow_types(config)
+    types = declared or {}
     header = _header(path)
     if len(header) == 1:
         for sep, name in SEPARATORS.items():
@@ -95,7 +165,7 @@ def _read_arrow(path: Path, config: Config) -> pa.Table:
                 raise PipelineError(f"{path}: the header is one column containing {sep!r}: "
                                     f"the file looks {name}-separated, expected commas")
     for _ in range(len(types) + 1):
-        options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True)
+        options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, null_values=NULL_VALUES)
         try:
             return pacsv.read_csv(path, convert_options=options)
         except pa.ArrowInvalid as exc:
@@ -143,7 +213,7 @@ def _ragged_row(path: Path) -> str:
         path,
         read_options=pacsv.ReadOptions(use_threads=False),
         parse_options=pacsv.ParseOptions(invalid_row_handler=handler),
-        convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+        convert_options=pacsv.ConvertOptions(strings_can_be_null=True, null_values=NULL_VALUES),
     )
     if not bad:
         return f"{path}: a row has the wrong number of fields"
@@ -176,10 +246,15 @@ def _check_header(path: Path, columns: list[str]) -> None:
 def _to_pandas(path: Path, table: pa.Table) -> pd.DataFrame:
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    for field in table.schema:
+    for position, field in enumerate(table.schema):
         if pa.types.is_binary(field.type):
             raise PipelineError(f"{path}: column {field.name!r}: not UTF-8 text{_first_bad_utf8(path)}")
+        if pa.types.is_floating(field.type):  # pandas cannot tell NaN from a null: keep "nan", "inf" as text
+            column = table.column(position)
+            if pc.any(pc.and_(pc.is_valid(column), pc.invert(pc.is_finite(column)))).as_py():
+                table = table.set_column(position, field.name, pc.cast(column, pa.string()))
     mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     return table.to_pandas(types_mapper=mapping.get)
 

@@ -114,7 +114,9 @@ def categorical_drift(current: pd.Series, reference: pd.Series) -> dict[str, Any
     ref, cur = counts["reference"].to_numpy(float), counts["current"].to_numpy(float)
     value = psi(ref / max(ref.sum(), 1), cur / max(cur.sum(), 1))
     statistic, p_value = chi2_test(np.vstack([ref, cur]))
-    new = [str(c) for c in counts.index[(ref == 0) & (cur > 0)]]
+    from pipeline.errors import clip
+
+    new = [clip(str(c)) for c in counts.index[(ref == 0) & (cur > 0)][:20]]  # named in reports: kept short
     return {"kind": "categorical", "psi": value, "test": "chi2", "statistic": statistic, "p_value": p_value,
             "new_categories": new}
 

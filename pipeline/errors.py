@@ -1,6 +1,18 @@
-"""The one error type the CLI turns into a clean message and an exit code."""
+"""The one error type the CLI turns into a clean message and an exit code, and `clip`, which keeps
+every value echoed in a message or report short."""
 
 from __future__ import annotations
+
+# The longest value a message or report repeats: a 10^6-character cell must not become megabytes
+# of stderr or a report the comment gate refuses.
+ECHO_LIMIT = 80
+
+
+def clip(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` cut to `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 class PipelineError(Exception):

@@ -163,7 +163,9 @@ def log_training(
     configure(config)
     # The signature comes from a few rows; no input example is logged: MLflow would load the
     # model back to validate it (about 1 s) and the serving contract already comes from mlops.yaml.
-    signature = infer_signature(example, model.predict(example))
+    with warnings.catch_warnings():  # its hint on int columns and missing values: the server takes both
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        signature = infer_signature(example, model.predict(example))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run() as run:

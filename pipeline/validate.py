@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline.data import line_of, split_indices
-from pipeline.errors import PipelineError
+from pipeline.data import PANDAS_DTYPES, coerce, line_of, split_indices
+from pipeline.errors import PipelineError, clip
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +35,6 @@ Problem = dict[str, Any]
 FAILURE_CASES_KEPT = 100
 # Rows scanned to rule out a 1:1 feature/target mapping cheaply before the full check.
 MAPPING_PREFILTER_ROWS = 10_000
-PANDAS_DTYPES = {"float": "float64", "int": "Int64", "bool": "boolean", "string": "str", "category": "str"}
 
 
 class _Collector:
@@ -52,7 +51,9 @@ class _Collector:
 
     def add(self, check: str, column: str | None, expected: str, observed: str, *, fail: bool = True,
             line: int | None = None) -> None:
-        item = {"check": check, "column": column, "expected": expected, "observed": observed, "line": line}
+        # values are clipped where they are quoted; this bounds the whole message once more
+        item = {"check": check, "column": None if column is None else clip(column), "expected": clip(expected, 400),
+                "observed": clip(observed, 400), "line": line}
         (self.problems if fail else self.warnings).append(item)
 
 
@@ -193,54 +194,22 @@ def _check_types(config: Config, df: pd.DataFrame, out: _Collector) -> tuple[pd.
     for name, spec in config.validate_.columns.items():
         if name not in df.columns:
             continue
-        series, bad = _coerce(df[name], spec.type)
+        series, bad = coerce(df[name], spec.type)
         if series is not df[name]:
             coerced[name] = series
         if bad is not None and bad.any():
             positions = np.flatnonzero(bad)
             bad_rows[name] = positions
             first = int(positions[0])
+            kind = "finite float" if spec.type == "float" and _non_finite(df[name].iloc[first]) else spec.type
             out.add(
-                "type", name, f"{spec.type} values",
-                f"{_rows(len(positions))} not {spec.type} (first: line {line_of(first)} = {_show(df[name].iloc[first])})",
+                "type", name, f"{kind} values",
+                f"{_rows(len(positions))} not {kind} (first: line {line_of(first)} = {_show(df[name].iloc[first])})",
                 line=line_of(first),
             )
     if coerced:
         df = df.assign(**coerced)
     return df, bad_rows
-
-
-def _coerce(series: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray | None]:
-    """(the series as the contract dtype, mask of values that could not be converted)."""
-    import numpy as np
-    import pandas as pd
-    from pandas.api import types
-
-    target = PANDAS_DTYPES[kind]
-    if kind in ("string", "category"):
-        return (series if series.dtype == target else series.astype(target)), None
-    if kind == "bool":
-        if types.is_bool_dtype(series.dtype):
-            return (series if series.dtype == target else series.astype(target)), None
-        text = series.astype("str").str.strip().str.lower()
-        mapped = text.map({"true": True, "1": True, "false": False, "0": False})
-        bad = (mapped.isna() & series.notna()).to_numpy()
-        return mapped.astype(target), bad
-    if types.is_numeric_dtype(series.dtype) and not types.is_bool_dtype(series.dtype):
-        numbers = series
-        bad = None
-    else:
-        numbers = pd.to_numeric(series, errors="coerce")
-        bad = (numbers.isna() & series.notna()).to_numpy()
-    if kind == "int":
-        if series.dtype == target:
-            return series, None
-        values = numbers.astype("float64")
-        # a fraction, or a magnitude no 64-bit integer holds, is not an int of the contract
-        unfit = (values.notna() & ((values != np.floor(values)) | (values.abs() >= 2.0**63))).to_numpy()
-        bad = unfit if bad is None else (bad | unfit)
-        return values.where(~unfit).astype(target), bad
-    return (numbers if numbers.dtype == target else numbers.astype(target)), bad
 
 
 # --- pandera contract ----------------------------------------------------------------------
@@ -277,7 +246,7 @@ def _translate(config: Config, df: pd.DataFrame, cases: pd.DataFrame, bad_types:
             continue
         rows = index.dropna()
         if rows.empty:  # a whole-column failure, e.g. a check that could not run
-            out.add(name, str(column), _expected(name, spec, str(check)), str(group["failure_case"].iloc[0]))
+            out.add(name, str(column), _expected(name, spec, str(check)), clip(str(group["failure_case"].iloc[0])))
             continue
         first = rows.idxmin()
         value = group["failure_case"].loc[first]
@@ -285,7 +254,7 @@ def _translate(config: Config, df: pd.DataFrame, cases: pd.DataFrame, bad_types:
         count = len(rows) if failing is None else int(failing.sum())
         observed = f"{_rows(count)} {_what(name)} (first: line {line_of(int(rows.loc[first]))}{_value(name, value)})"
         if name == "allowed" and failing is not None:
-            unseen = sorted(str(v) for v in df[str(column)][failing].unique()[:20])
+            unseen = sorted(clip(str(v), 40) for v in df[str(column)][failing].unique()[:20])
             observed += f"; unseen: {', '.join(unseen[:5])}" + (" ..." if len(unseen) > 5 else "")
         out.add(name, str(column), _expected(name, spec, str(check)), observed, line=line_of(int(rows.loc[first])))
 
@@ -331,7 +300,16 @@ def _show(value: Any) -> str:
     """A value as a person would type it: strings quoted, numpy scalars as plain numbers."""
     if hasattr(value, "item") and not isinstance(value, str):
         value = value.item()
-    return repr(value) if isinstance(value, str) else str(value)
+    return clip(repr(value) if isinstance(value, str) else str(value))
+
+
+def _non_finite(value: Any) -> bool:
+    """inf, -inf or nan, as a number or as text: a float column refuses them."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return number != number or number in (float("inf"), float("-inf"))
 
 
 def _rows(count: int) -> str:
@@ -413,7 +391,7 @@ def _check_target(config: Config, df: pd.DataFrame, out: _Collector) -> None:
         out.ran("classes")
         classes = df[target].dropna().unique()
         if len(classes) < 2:
-            seen = ", ".join(str(c) for c in classes) or "none"
+            seen = ", ".join(clip(str(c), 40) for c in classes[:10]) or "none"
             out.add("classes", target, "at least 2 classes in the target",
                     f"{len(classes)} {'class' if len(classes) == 1 else 'classes'} ({seen})")
 
@@ -442,7 +420,7 @@ def _check_leakage(config: Config, df: pd.DataFrame, hashes: _RowHashes, out: _C
         if shared.any():
             example = df[id_column].iloc[test][shared.to_numpy()].iloc[0]
             out.add("leakage.id_overlap", id_column, "no id in both train and test",
-                    f"{int(shared.sum())} test ids also in train (first: {example!r})")
+                    f"{int(shared.sum())} test ids also in train (first: {_show(example)})")
     return result
 
 

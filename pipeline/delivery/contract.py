@@ -36,4 +36,6 @@ def from_config(config: Config) -> Contract:
         target=config.data.target,
         positive_class=config.positive_class,
         fields=fields,
+        target_min=columns[config.data.target].min,
+        target_max=columns[config.data.target].max,
     )

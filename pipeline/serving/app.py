@@ -120,12 +120,13 @@ def _parse(state: State, body: bytes) -> list[dict[str, Any]]:
     return [row.__dict__ for row in parsed.rows]  # type: ignore[attr-defined]
 
 
-def _predict(state: State, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Runs in a worker thread: frame, predict, monitoring; returns the response payload."""
+def _predict(state: State, rows: list[dict[str, Any]], observe: bool = True) -> dict[str, Any]:
+    """Runs in a worker thread: frame, predict, monitoring (not for warm-up rows); returns the payload."""
     assert state.predictor is not None
     result = state.predictor.predict_rows(rows)
-    state.metrics.observe_inputs(rows, state.contract)
-    state.metrics.observe_predictions(result.predictions, result.scores)
+    if observe:
+        state.metrics.observe_inputs(rows, state.contract)
+        state.metrics.observe_predictions(result.predictions, result.scores)
     payload: dict[str, Any] = {"predictions": result.predictions, "model_version": state.settings.model_version}
     if result.probabilities is not None:
         payload["classes"] = result.classes
@@ -154,7 +155,7 @@ def _warm_up(state: State) -> None:
         if fast:
             predictor_mod.save_compiled(state.predictor, model_dir, rows)
     for _ in range(3):
-        _predict(state, rows)
+        _predict(state, rows, observe=False)
     state.metrics.model_info.labels(settings.model_version, settings.git_sha).set(1)
     state.ready = True
     if state.predictor.estimator is None:
@@ -172,7 +173,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.Predictor | None = None) -> FastAPI:
     """The app for one model. Pass a preloaded `predictor` to share it across forked workers."""
-    state = State(settings, contract, request_model(contract, settings.max_rows), Metrics(), predictor)
+    state = State(settings, contract, request_model(contract, settings.max_rows),
+                  Metrics((contract.target_min, contract.target_max)), predictor)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

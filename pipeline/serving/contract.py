@@ -36,6 +36,8 @@ class Contract:
     target: str
     positive_class: str | None
     fields: list[FieldSpec] = field(default_factory=list)
+    target_min: float | None = None  # the target's declared range (regression: /metrics buckets)
+    target_max: float | None = None
 
     @property
     def feature_names(self) -> list[str]:

@@ -28,10 +28,19 @@ def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "other"
 
 
+def value_buckets(target_range: tuple[float | None, float | None]) -> tuple[float, ...]:
+    """Ten equal buckets over the target's declared range, else powers of ten either side of 0."""
+    low, high = target_range
+    if low is not None and high is not None and high > low:
+        return tuple(float(b) for b in np.linspace(low, high, 11)[1:])
+    return (-1000.0, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+
 class Metrics:
     """Every metric the app exports, on its own registry (tests create several apps)."""
 
-    def __init__(self) -> None:
+    def __init__(self, target_range: tuple[float | None, float | None] = (None, None)) -> None:
+        """`target_range`: the target's declared min and max, which set the regression buckets."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("serving_requests_total", "HTTP requests", ["route", "method", "status"], registry=r)
@@ -39,8 +48,11 @@ class Metrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.rows = Counter("serving_rows_total", "rows predicted", registry=r)
         self.predictions = Counter("serving_predictions_total", "predictions by class", ["label"], registry=r)
-        self.scores = Counter("serving_prediction_score_total", "positive-class score counts per bucket upper bound",
-                              ["le"], registry=r)
+        # Histograms: cumulative `le` buckets, `_sum` and `_count`, as histogram_quantile expects.
+        self.scores = Histogram("serving_prediction_score", "positive-class score (classification)",
+                                buckets=tuple(float(b) for b in SCORE_BUCKETS), registry=r)
+        self.values = Histogram("serving_prediction_value", "predicted value (regression)",
+                                buckets=value_buckets(target_range), registry=r)
         self.feature_count = Counter("serving_feature_values_total", "non-missing numeric values seen", ["feature"], registry=r)
         self.feature_sum = Gauge("serving_feature_value_sum", "sum of numeric values seen (mean = sum / count)", ["feature"],
                                  registry=r, multiprocess_mode="sum")
@@ -67,15 +79,19 @@ class Metrics:
                     self.category.labels(spec.name, str(value)).inc(count)
 
     def observe_predictions(self, labels: list[object], scores: np.ndarray | None) -> None:
+        """Rows, and the distribution of what was predicted: classes and positive-class scores for
+        classification (`scores` given), predicted values for regression."""
         self.rows.inc(len(labels))
         if scores is None:
+            numbers = np.asarray(labels, dtype=float)
+            for value in numbers[np.isfinite(numbers)]:
+                self.values.observe(float(value))
             return
         values, counts = np.unique(np.asarray(labels, dtype=object).astype(str), return_counts=True)
         for value, count in zip(values, counts, strict=False):
             self.predictions.labels(value).inc(int(count))
-        index = np.searchsorted(SCORE_BUCKETS, scores, side="left")
-        for bucket, count in zip(*np.unique(index, return_counts=True), strict=False):
-            self.scores.labels(f"{SCORE_BUCKETS[min(bucket, len(SCORE_BUCKETS) - 1)]:.1f}").inc(int(count))
+        for score in np.asarray(scores, dtype=float):
+            self.scores.observe(float(score))
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text: this process's registry, or all workers' in multiprocess mode."""

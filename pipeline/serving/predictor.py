@@ -239,6 +239,31 @@ def warm_up_rows(model_dir: str | Path, contract: Contract) -> list[dict[str, An
     return [synthetic_row(contract)]
 
 
+def warm_up_problem(predictor: Predictor, rows: list[dict[str, Any]], contract: Contract) -> str | None:
+    """Why the model cannot answer its warm-up rows, naming the column when one is at fault; None
+    when it can. Checked before the server starts, so a bad model ends in one line and exit 1."""
+    for spec in contract.fields:
+        for row in rows:
+            value = row.get(spec.name)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if value is not None and spec.type in ("int", "float") and not numeric:
+                return (f"column {spec.name!r}: the warm-up value {_short(repr(value))} is {type(value).__name__}, "
+                        f"the contract declares {spec.type} (was the model trained on this column as text?)")
+    try:
+        predictor.predict_rows(rows)
+    except Exception as exc:
+        expected = getattr(predictor.estimator, "feature_names_in_", None)
+        missing = sorted(set(map(str, expected)) - set(contract.feature_names)) if expected is not None else []
+        if missing:
+            return f"the model expects columns the contract does not declare: {_short(', '.join(missing))}"
+        return f"the model rejected its warm-up rows: {type(exc).__name__}: {_short(str(exc))}"
+    return None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
 def synthetic_row(contract: Contract) -> dict[str, Any]:
     """A valid row from the contract alone (midpoints, first category)."""
     row: dict[str, Any] = {}

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
 from pipeline.serving.contract import Contract, FieldSpec
 
 # The data in one request may not exceed this many rows (413 beyond); overridable by settings.
 DEFAULT_MAX_ROWS = 2000
+
+
+def _whole_float(value: Any) -> Any:
+    """A float with no fraction becomes an int; anything else is left for the strict int check."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _field_type(spec: FieldSpec) -> Any:
@@ -27,7 +32,8 @@ def _field_type(spec: FieldSpec) -> Any:
         # strict floats still accept JSON integers, as the training data did
         base: Any = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
     elif spec.type == "int":
-        base = Annotated[StrictInt, Field(**bounds)]
+        # 59.0 is the int 59, as in the training file (pandas writes an int column with gaps so)
+        base = Annotated[StrictInt, BeforeValidator(_whole_float), Field(**bounds)]
     elif spec.type == "bool":
         base = StrictBool
     elif spec.type == "category" and spec.allowed:

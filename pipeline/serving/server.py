@@ -233,6 +233,10 @@ def _serve(host: str, port: int, workers: int, model_dir: Path, contract_path: P
         contract = contract_mod.load(contract_path or model_dir / "contract.json")
     # NumPy only when a verified fast path was compiled next to the model; else scikit-learn.
     loaded = (predictor.load_compiled(model_dir, contract) if settings.fast_path else None) or predictor.load(model_dir, contract)
+    problem = predictor.warm_up_problem(loaded, predictor.warm_up_rows(model_dir, contract), contract)
+    if problem:
+        print(f"error: {model_dir}: the model cannot warm up: {problem}", file=sys.stderr, flush=True)
+        return 1
     reuse_port = workers > 1 and hasattr(socket, "SO_REUSEPORT") and os.environ.get("MLOPS_REUSE_PORT", "1") != "0"
     # Fails here, before forking, if the port is taken. With reuse_port the parent only holds the
     # port (bound, not listening, so the kernel never queues connections on it).

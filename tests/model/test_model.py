@@ -93,7 +93,8 @@ def test_feature_pipeline_handles_missing_values_and_unseen_categories():
     assert set(model.predict(odd)) <= {"male", "female"}
 
 
-SMALL = {"hist_gradient_boosting": {"max_iter": 20}, "lightgbm": {"n_estimators": 20}, "random_forest": {"n_estimators": 10}}
+SMALL = {"hist_gradient_boosting": {"max_iter": 20}, "lightgbm": {"n_estimators": 20}, "random_forest": {"n_estimators": 10},
+         "xgboost": {"n_estimators": 20}}
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
@@ -116,3 +117,13 @@ def test_declared_trusted_types_cover_what_skops_finds_and_load_back(name, task,
     assert set(sio.get_untrusted_types(data=dumped)) <= set(declared)
     loaded = sio.loads(dumped, trusted=declared)
     assert np.array_equal(loaded.predict(data[columns]), model.predict(data[columns]))
+
+
+def test_xgboost_answers_in_the_original_string_labels():
+    """XGBoost takes class codes only; the model encodes and decodes them itself."""
+    data = pd.read_csv(PENGUINS).dropna(subset=["sex"])
+    model = build_model(spec("xgboost", n_estimators=20)).fit(data[[*NUMERIC, "species", "island"]], data["sex"])
+    assert list(model.classes_) == ["female", "male"]
+    assert set(model.predict(data[[*NUMERIC, "species", "island"]])) == {"female", "male"}
+    assert model.predict_proba(data[[*NUMERIC, "species", "island"]].head(2)).shape == (2, 2)
+    assert requirements(spec("xgboost")) == ["xgboost-cpu"]

@@ -156,3 +156,27 @@ def test_one_line_per_problem(make_config, tmp_path, capsys):
     code, text = validate_cli(config, bad, capsys)
     lines = [line for line in text.splitlines() if line.startswith("validate: column")]
     assert code == 1 and len(lines) == 2
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("column", ["body_mass_g", "delta_15n", "culmen_depth_mm"])
+def test_non_finite_values_break_every_float_column(make_config, tmp_path, capsys, column, value):
+    """Bounded, nullable and (here) unbounded float columns alike: named by column and line."""
+    config = make_config(lambda raw: raw["validate"]["columns"]["culmen_depth_mm"].update(min=None, max=None))
+    code, text = validate_cli(config, write_csv(tmp_path, with_value(column, 16, value)), capsys)
+    assert code == 1
+    assert (f"column '{column}': type: expected finite float values, observed 1 row not finite float "
+            f"(first: line 18 = '{value}')") in text
+
+
+def test_a_huge_value_is_echoed_cut_short(make_config, tmp_path, capsys):
+    """A 10^6-character value once produced 2 MB of stderr and a 2 MB report."""
+    config = make_config()
+    huge = "x" * 1_000_000
+    bad = write_csv(tmp_path, lambda df: with_value("body_mass_g", 3, huge)(with_value("species", 4, huge)(df)))
+    code, text = validate_cli(config, bad, capsys)
+    assert code == 1
+    assert "column 'species': allowed" in text and "column 'body_mass_g': type" in text
+    assert "(1,000,002 characters)" in text  # the quoted value, cut and measured
+    assert len(text) < 4_000
+    assert (tmp_path / "outputs" / "validate-data.json").stat().st_size < 10_000

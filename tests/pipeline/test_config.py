@@ -83,6 +83,32 @@ def test_regression_task_needs_no_positive_class(make_config):
     assert "body_mass_g" not in config.feature_columns
 
 
+def test_a_leftover_positive_class_in_a_regression_config_is_refused(make_config):
+    def to_regression(c):
+        c["task"] = "regression"
+        c["data"]["target"] = "body_mass_g"
+        c["evaluate"] = {"gates": [{"metric": "rmse", "threshold": 400, "direction": "lower"}]}
+
+    with pytest.raises(PipelineError) as caught:
+        load_config(make_config(to_regression))
+    assert str(caught.value).endswith("mlops.yaml: data.positive_class: only for classification; remove it for task regression")
+
+
+def test_config_errors_read_as_key_and_message_without_pydantic_noise(make_config):
+    def two_mistakes(c):
+        c["evaluate"]["gates"][0]["metric"] = "f2"
+        c["evaluate"]["slices"][0]["column"] = "specie"
+
+    path = make_config(two_mistakes)
+    with pytest.raises(PipelineError) as caught:
+        load_config(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}: evaluate.gates.0.metric: unknown metric 'f2' for classification (known: accuracy, balanced_accuracy, "
+        "precision, recall, f1, roc_auc, log_loss)",
+        f"{path}: evaluate.slices.0.column: 'specie' is not declared in validate.columns",
+    ]
+
+
 def regression(fairness=None, minimum=None):
     """The bundled config turned into a regression on body_mass_g, with the given model tests."""
     def mutate(c):

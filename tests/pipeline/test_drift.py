@@ -122,3 +122,14 @@ def test_mlops_drift_refuses_data_that_breaks_the_contract_with_exit_2(make_conf
     assert code == 2, text
     assert "column 'body_mass_g': range" in text and "unusable, not drifted" in text
     assert not (tmp_path / "outputs" / "drift.json").exists()
+
+
+@pytest.mark.parametrize("column", ["culmen_depth_mm", "delta_15n"])
+def test_mlops_drift_refuses_data_missing_a_feature_with_exit_2(make_config, tmp_path, capsys, column):
+    """A feed without a feature column is unusable data, never "no drift" (exit 0)."""
+    config = make_config()
+    incoming = pd.read_csv(tmp_path / "data" / "penguins.csv").drop(columns=[column])
+    incoming.to_csv(tmp_path / "incoming.csv", index=False)
+    code, text = run_drift(config, tmp_path / "incoming.csv", capsys)
+    assert code == 2, text
+    assert f"column '{column}': missing_column" in text

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,17 +68,21 @@ def mlops(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=project, capture_output=True, text=True, timeout=600)
 
 
-def test_lightgbm_model_carries_its_requirements_into_the_model_and_the_image(tmp_path: Path) -> None:
-    project = write_project(tmp_path / "project")
+@pytest.mark.parametrize(("estimator", "package", "booster"),
+                         [("lightgbm", "lightgbm", "lightgbm.basic.Booster"), ("xgboost", "xgboost-cpu", "xgboost.core.Booster")])
+def test_builtin_boosters_carry_their_requirements_into_the_model_and_the_image(tmp_path: Path, estimator: str,
+                                                                                package: str, booster: str) -> None:
+    """xgboost also proves string class labels ("yes"/"no") work with an integer-label estimator."""
+    project = write_project(tmp_path / "project", estimator)
     result = mlops(project, "run")
     assert result.returncode == 0, result.stderr
     model_dir = project / "outputs" / "model"
-    pinned = f"lightgbm=={metadata.version('lightgbm')}"
+    pinned = f"{package}=={metadata.version(package)}"
     requirements = (model_dir / "requirements.txt").read_text().split()
     assert pinned in requirements
     assert f"scikit-learn=={metadata.version('scikit-learn')}" in requirements
     trusted = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["sklearn"]["skops_trusted_types"]
-    assert "lightgbm.basic.Booster" in trusted
+    assert booster in trusted
 
     staged = mlops(project, "build", "--model", str(model_dir), "--context", str(tmp_path / "context"))
     assert staged.returncode == 0, staged.stderr
@@ -100,8 +105,9 @@ def test_a_sklearn_model_needs_nothing_beyond_the_base_runtime(tmp_path: Path) -
 
 def test_bad_estimator_or_params_end_in_one_line(tmp_path: Path) -> None:
     for estimator, params, message in [
-        ("xgboost", {},
-         "error: train.estimator: unknown estimator 'xgboost'; known: hist_gradient_boosting, lightgbm, linear, random_forest"),
+        ("catboost", {},
+         "error: train.estimator: unknown estimator 'catboost'; known: hist_gradient_boosting, lightgbm, linear, "
+         "random_forest, xgboost"),
         ("random_forest", {"n_trees": 5},
          "error: train.params: RandomForestClassifier.__init__() got an unexpected keyword argument 'n_trees'"),
     ]:

@@ -59,3 +59,25 @@ def test_serve_without_a_registered_model_fails_clearly(repo_copy: Path) -> None
     assert result.returncode == 1
     assert "models:/penguins-sex@challenger" in result.stderr and "mlops run" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_model_that_cannot_warm_up_names_the_column_and_exits_1(tmp_path: Path, model_dir: Path) -> None:
+    """As a model trained on an int column kept as text: its saved example rows hold "59.0"
+    strings. The server once crashed at warm-up with a TypeError and a traceback."""
+    import json
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    example = json.loads((broken / "input_example.json").read_text())
+    position = example["columns"].index("body_mass_g")
+    for row in example["data"]:
+        row[position] = f"{row[position]:.1f}"
+    (broken / "input_example.json").write_text(json.dumps(example))
+    repo = Path(__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "--config", str(repo / "mlops.yaml"), "serve",
+                             "--model", str(broken), "--port", str(free_port())],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "the model cannot warm up: column 'body_mass_g': the warm-up value '3750.0' is str" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,43 @@
+"""/metrics as Prometheus reads it: warm-up rows are not traffic, histogram buckets are cumulative,
+and regression gets a prediction histogram too."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.pipeline.serving.catalog import GOOD_ROW
+
+
+def samples(text: str, name: str) -> dict[tuple, float]:
+    return {tuple(sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples if s.name == name}
+
+
+def test_warm_up_rows_are_not_counted(client) -> None:
+    """The app predicted its warm-up rows three times before /ready; none of them is traffic."""
+    assert samples(client.get("/metrics").text, "serving_rows_total") == {(): 0.0}
+    client.post("/predict", json={"rows": [GOOD_ROW] * 3})
+    assert samples(client.get("/metrics").text, "serving_rows_total") == {(): 3.0}
+
+
+def test_score_histogram_buckets_are_cumulative(client) -> None:
+    rows = [GOOD_ROW, {**GOOD_ROW, "body_mass_g": 3000.0, "species": "Adelie"}, {**GOOD_ROW, "flipper_length_mm": 190.0}]
+    client.post("/predict", json={"rows": rows * 5})
+    buckets = samples(client.get("/metrics").text, "serving_prediction_score_bucket")
+    counts = [value for _, value in sorted(buckets.items(), key=lambda item: float(dict(item[0])["le"]))]
+    assert counts == sorted(counts) and counts[-1] == 15.0  # le="+Inf" holds every row
+    assert samples(client.get("/metrics").text, "serving_prediction_score_count") == {(): 15.0}
+
+
+def test_regression_predictions_get_a_histogram_over_the_target_range() -> None:
+    from prometheus_client import generate_latest
+
+    from pipeline.serving.metrics import Metrics
+
+    metrics = Metrics(target_range=(0.0, 100.0))
+    metrics.observe_predictions([5.0, 45.0, 55.0, 250.0], None)
+    text = generate_latest(metrics.registry).decode()
+    buckets = samples(text, "serving_prediction_value_bucket")
+    assert buckets[(("le", "10.0"),)] == 1.0 and buckets[(("le", "50.0"),)] == 2.0
+    assert buckets[(("le", "100.0"),)] == 3.0 and buckets[(("le", "+Inf"),)] == 4.0
+    assert samples(text, "serving_prediction_value_sum") == {(): 355.0}
