@@ -24,6 +24,7 @@ from pipeline.errors import PipelineError
 EXTERNAL_COMMANDS = {
     "build": "pipeline.delivery.build",
     "deploy": "pipeline.delivery.deploy",
+    "registry": "pipeline.delivery.registry",
     "init": "pipeline.init",
     "serve": "pipeline.delivery.serve",
 }

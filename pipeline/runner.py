@@ -71,12 +71,20 @@ def _extra(ctx: Context, step: Step, options: dict[str, Any], cache: Cache) -> s
 def champion_identity(ctx: Context, override: str | None, cache: Cache) -> str:
     """What identifies the champion evaluate compares against.
 
-    The registry is asked through MLflow unless the local store is byte-for-byte what it was
-    right after our last write (then its answer from that moment still holds).
+    With MLOPS_MODEL_REGISTRY set, that registry is asked for the `champion` digest every time
+    (it is the champion evaluate loads, and another merge may move it at any moment). Otherwise
+    MLflow is asked unless the local store is byte-for-byte what it was right after our last
+    write (then its answer from that moment still holds).
     """
+    from pipeline import registry as model_registry
+
     config = ctx.config
     if override:
         return "path:" + digest(Path(override))
+    repo = model_registry.configured()
+    if repo is not None:
+        client = model_registry.connect(repo)
+        return f"oci:{repo}@{model_registry.resolve(client, model_registry.CHAMPION)}"
     fallback = config.evaluate.champion
     path = "path:" + (digest(resolve(config, fallback.path)) if fallback and fallback.path else "none")
     return f"registry:{known_aliases(config, cache).get('champion')}|{path}"
@@ -159,7 +167,7 @@ def _register(ctx: Context, cache: Cache, upstream: str, total: int) -> StepResu
     from pipeline import tracking
 
     t0 = time.perf_counter()
-    code, result = step.run(ctx, challenger_only=True)
+    code, result = step.run(ctx, challenger_only=True, publish=False)
     version = str(result.version)  # type: ignore[attr-defined]
     champion = tracking.alias_version(ctx.config, tracking.CHAMPION)
     remember_registry(ctx.config, cache, {"champion": champion, "challenger": version})

@@ -52,7 +52,8 @@ def _local_tracking():
     it in-process; the whole environment is restored after each test so nothing leaks into the
     subprocesses of the next one."""
     saved = dict(os.environ)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLOPS_OUTPUTS"):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLOPS_OUTPUTS",
+                 "MLOPS_MODEL_REGISTRY"):
         os.environ.pop(name, None)
     yield
     os.environ.clear()

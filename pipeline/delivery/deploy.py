@@ -6,6 +6,13 @@ Kubernetes: the kustomize overlay for the environment is rendered, the image set
 `kubectl rollout status` awaited; `kubectl rollout undo` on failure. Both then send known-answer
 requests (the `evaluate.behaviour.minimum` rows of mlops.yaml) to /predict and check /version;
 a failed smoke test rolls back too. Exit 1 names what failed.
+
+With MLOPS_MODEL_REGISTRY set and `--model-digest` given (promote's `model-digest` output), the
+deployed model's alias there follows the deploy: `staging` after a staging deploy, `champion`
+after a production one, moved by compare-and-swap from where it stood before the rollout, and
+only once the smoke test passed. The registry is checked before the rollout starts, so a
+registry that is down fails the deploy before anything changes; a failed or rolled-back deploy
+leaves the alias where it was.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra stack file merged over infra/swarm/stack.yml (swarm; repeatable)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the rollout")
     parser.add_argument("--expect-model-version", help="fail the smoke test unless /version reports this")
+    parser.add_argument("--model-digest", default=os.environ.get("MLOPS_MODEL_DIGEST") or None,
+                        help="digest of the model in MLOPS_MODEL_REGISTRY: after a passing smoke test its alias "
+                             "`staging` (or `champion` for production) moves there")
 
 
 # --- smoke test -------------------------------------------------------------------------------------
@@ -258,6 +269,28 @@ def main(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     image = _image(config, args.image)
-    if args.target == "swarm":
-        return deploy_swarm(config, args, image)
-    return deploy_kubernetes(config, args, image)
+    follow = alias_to_follow(args.env, args.model_digest)  # before the rollout: a registry that is down stops it here
+    code = (deploy_swarm if args.target == "swarm" else deploy_kubernetes)(config, args, image)
+    if follow is not None:
+        follow()
+    return code
+
+
+def alias_to_follow(env: str, digest: str | None) -> Callable[[], None] | None:
+    """What moves the registry alias of `env` to `digest` after a passing deploy (None: nothing to move)."""
+    from pipeline import registry
+
+    repo = registry.configured()
+    if repo is None or not digest:
+        return None
+    client = registry.connect(repo)
+    alias = registry.CHAMPION if env == "production" else registry.STAGING
+    expected = registry.resolve(client, alias)
+    if registry.resolve(client, digest) is None:
+        raise PipelineError(f"--model-digest {digest}: no such model in {repo}")
+
+    def move() -> None:
+        registry.move_alias(client, alias, digest, expected)
+        print(f"deploy: {repo} `{alias}` -> {digest}")
+
+    return move

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -86,6 +86,7 @@ class EvaluateResult(StepResult):
     failures: list[str]
     run_id: str
     champion_version: str | None = None
+    champion_digest: str | None = None  # from MLOPS_MODEL_REGISTRY: what promote expects `champion` to be
     metrics: dict[str, float | None]
     champion: ChampionComparison
     gates: list[dict[str, Any]] = Field(default_factory=list)
@@ -124,27 +125,47 @@ class EvaluateResult(StepResult):
         return lines
 
 
-def load_champion(ctx: Context, override: str | None) -> tuple[Any, str | None, str | None]:
-    """The champion model, where it came from, and its registry version (None when not from the
-    registry): --champion path, else registry alias `champion`, else evaluate.champion.path."""
-    from pipeline import tracking
+class Champion(NamedTuple):
+    """The champion evaluate compares against: the model, where it came from (for the report),
+    its registry version and, from MLOPS_MODEL_REGISTRY, its digest (promote's expected value)."""
+
+    model: Any
+    source: str | None = None
+    version: str | None = None
+    digest: str | None = None
+
+
+def load_champion(ctx: Context, override: str | None) -> Champion:
+    """--champion path; else, with MLOPS_MODEL_REGISTRY set, that registry's `champion` (and
+    nothing else: it is the durable truth); else MLflow's alias `champion`, else
+    evaluate.champion.path."""
+    from pipeline import registry, tracking
     from pipeline.config import resolve
 
     config = ctx.config
     if override:
         if not (Path(override) / "MLmodel").is_file():
             raise PipelineError(f"evaluate: --champion {override}: not an MLflow model directory (no MLmodel file)")
-        return tracking.load_model(override), override, None
+        return Champion(tracking.load_model(override), override)
+    repo = registry.configured()
+    if repo is not None:
+        client = registry.connect(repo)
+        found = registry.describe(client, registry.CHAMPION)
+        if found is None:
+            return Champion(None)
+        path = registry.pull(client, found.digest, ctx.paths.state / "registry")
+        return Champion(tracking.load_model(str(path)), f"{repo.ref(found.digest)} (version {found.number})",
+                        str(found.number), found.digest)
     version = tracking.alias_version(config, tracking.CHAMPION)
     if version is not None:
         uri = tracking.alias_uri(config, tracking.CHAMPION)
-        return tracking.load_model(uri), f"{uri} (version {version})", version
+        return Champion(tracking.load_model(uri), f"{uri} (version {version})", version)
     spec = config.evaluate.champion
     if spec is not None and spec.path is not None:
         path = resolve(config, spec.path)
         if (path / "MLmodel").is_file():
-            return tracking.load_model(str(path)), str(spec.path), None
-    return None, None, None
+            return Champion(tracking.load_model(str(path)), str(spec.path))
+    return Champion(None)
 
 
 def run(ctx: Context, champion: str | None = None) -> tuple[int, EvaluateResult]:
@@ -158,10 +179,11 @@ def run(ctx: Context, champion: str | None = None) -> tuple[int, EvaluateResult]
     if not (model_dir / "MLmodel").is_file():
         raise PipelineError(f"evaluate: {model_dir} not found; run `mlops train` first")
     model = ctx.trained if ctx.trained is not None else tracking.load_model(str(model_dir))
-    champion_model, source, version = load_champion(ctx, champion)
+    found = load_champion(ctx, champion)
     _, test = split(ctx.config, ctx.data())
-    result = evaluate(ctx.config, model, test, champion_model, source)
-    typed = EvaluateResult.model_validate({**result, "run_id": info.run_id, "champion_version": version})
+    result = evaluate(ctx.config, model, test, found.model, found.source)
+    typed = EvaluateResult.model_validate({**result, "run_id": info.run_id, "champion_version": found.version,
+                                           "champion_digest": found.digest})
     return (0 if typed.passed else 1), typed
 
 

@@ -2,7 +2,8 @@
 
 v1 is deployed; v2 rolls out while a load generator sends requests (0 may fail); a broken v3
 (its model cannot load, so it never becomes healthy) must make the deploy exit non-zero, leave
-the service on v2, and still fail no request.
+the service on v2, and still fail no request. Each deploy names its model's digest in the model
+registry: `staging` follows the deploys that passed and stays on v2's after the broken one.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline import registry
 from tests.conftest import need_engine
 from tests.engines import RUN_TAG, EngineUnavailable, ensure_swarm, free_port
 from tests.infra.conftest import IMAGE, build_image, mlops
 from tests.infra.edge_proxy import EDGE_NETWORK, EdgeProxy, ensure_edge_network
 from tests.pipeline.serving.catalog import GOOD_ROW
+from tests.pipeline.test_registry import tiny_model
 
 pytestmark = pytest.mark.engine
 STACK = f"mlops-test-{RUN_TAG}"  # unique per test run
@@ -104,9 +107,24 @@ def stack(swarm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     subprocess.run(["docker", "stack", "rm", STACK], capture_output=True)
 
 
-def deploy(image: str, stack: dict) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def models(swarm: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Three model versions in a model registry of this run's own (the images' models stand in)."""
+    repo = registry.parse(f"{swarm}/mlops-test-{RUN_TAG}/swarm-model")
+    client = registry.connect(repo)
+    folder = tmp_path_factory.mktemp("models")
+    pushed = {name: registry.push(client, tiny_model(folder / name / "model", name), {}).digest for name in ("v1", "v2", "v3")}
+    return {"repository": str(repo), **pushed}
+
+
+def deploy(image: str, stack: dict, models: dict[str, str], version: str) -> subprocess.CompletedProcess[str]:
     return mlops("deploy", "--target", "swarm", "--env", "staging", "--image", image, "--name", STACK,
-                 "--port", str(free_port()), "--url", stack["url"], "--compose-file", stack["override"], "--timeout", "240")
+                 "--port", str(free_port()), "--url", stack["url"], "--compose-file", stack["override"], "--timeout", "240",
+                 "--model-digest", models[version], env={registry.ENV: models["repository"]})
+
+
+def staging(models: dict[str, str]) -> str | None:
+    return registry.resolve(registry.connect(registry.parse(models["repository"])), registry.STAGING)
 
 
 def service_image() -> str:
@@ -114,22 +132,24 @@ def service_image() -> str:
                            "{{.Spec.TaskTemplate.ContainerSpec.Image}}"], capture_output=True, text=True).stdout.strip()
 
 
-def test_rollout_then_automatic_rollback_under_load(images: dict[str, str], stack: dict) -> None:
-    first = deploy(images["v1"], stack)
+def test_rollout_then_automatic_rollback_under_load(images: dict[str, str], stack: dict, models: dict[str, str]) -> None:
+    first = deploy(images["v1"], stack, models, "v1")
     assert first.returncode == 0, first.stderr
+    assert staging(models) == models["v1"]
     assert httpx.get(f"{stack['url']}/version").json()["model_version"] == "1"
 
     with LoadGenerator(stack["url"]) as load:
-        second = deploy(images["v2"], stack)
+        second = deploy(images["v2"], stack, models, "v2")
         time.sleep(2)
     print(f"v1 -> v2: {load.ok} ok, {len(load.failures)} failed, versions seen {sorted(load.versions)}")
     assert second.returncode == 0, second.stderr
     assert load.failures == [], f"{len(load.failures)} failed of {load.ok + len(load.failures)}: {load.failures[:5]}"
     assert load.ok > 50 and {"1", "2"} <= load.versions
     assert httpx.get(f"{stack['url']}/version").json()["model_version"] == "2"
+    assert staging(models) == models["v2"]
 
     with LoadGenerator(stack["url"]) as load:
-        third = deploy(images["v3"], stack)
+        third = deploy(images["v3"], stack, models, "v3")
         time.sleep(2)
     print(f"v2 -> broken v3: {load.ok} ok, {len(load.failures)} failed; deploy said: {third.stderr.strip()}")
     assert third.returncode == 1, third.stdout + third.stderr
@@ -138,3 +158,4 @@ def test_rollout_then_automatic_rollback_under_load(images: dict[str, str], stac
     assert httpx.get(f"{stack['url']}/version").json()["model_version"] == "2"
     assert load.failures == [], f"{len(load.failures)} failed of {load.ok + len(load.failures)}: {load.failures[:5]}"
     assert load.versions == {"2"}
+    assert staging(models) == models["v2"]  # the failed deploy left `staging` where it was

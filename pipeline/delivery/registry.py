@@ -1,0 +1,109 @@
+"""look at the model registry (MLOPS_MODEL_REGISTRY): list versions, show one, pull one.
+
+`mlops registry list` prints every version with its aliases and lineage, newest first;
+`mlops registry show REF` one version's metrics, lineage and requirements; `mlops registry pull
+REF --output DIR` downloads its MLflow model directory (serve it with `mlops serve --model DIR`).
+REF is an alias (`champion`, `challenger`, `staging`), a version (`3` or `v3`) or a digest. For
+people: all registry access is `pipeline.registry`; this only formats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # top level stays standard-library only (the CLI imports this to build its parser)
+    from pipeline.registry import Client, Version
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("list", "show", "pull"))
+    parser.add_argument("ref", nargs="?", help="alias, version (3 or v3) or digest (show, pull; default: champion)")
+    parser.add_argument("--repository", default=os.environ.get("MLOPS_MODEL_REGISTRY"),
+                        help="host[:port]/path (default: MLOPS_MODEL_REGISTRY)")
+    parser.add_argument("--output", metavar="DIR", help="pull: where the model directory goes (default: ./model-v<N>)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pipeline import registry
+
+    if not args.repository:
+        raise PipelineError(f"mlops registry: no repository: set {registry.ENV} or pass --repository host[:port]/path")
+    client = registry.connect(registry.parse(args.repository))
+    if args.action == "list":
+        print(list_text(client))
+        return 0
+    version = registry.describe(client, args.ref or registry.CHAMPION)
+    if version is None:
+        raise PipelineError(f"mlops registry: {client.repo}: no version {args.ref or registry.CHAMPION!r}")
+    if args.action == "show":
+        print(show_text(client, version))
+        return 0
+    dest = Path(args.output or f"model-v{version.number}")
+    if dest.exists():
+        raise PipelineError(f"mlops registry pull: {dest} exists; remove it or pass --output DIR")
+    cache = Path(".mlops") / "registry"
+    shutil.copytree(registry.pull(client, version.digest, cache), dest)
+    print(f"pulled {client.repo} version {version.number} ({version.digest}) into {dest}")
+    return 0
+
+
+def _note(version: Version, key: str) -> str:
+    from pipeline import registry
+
+    return version.annotations.get(registry.ANNOTATION + key, "")
+
+
+def _metrics(version: Version) -> dict[str, float]:
+    try:
+        found = json.loads(_note(version, "metrics") or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def list_text(client: Client) -> str:
+    """One line per version, newest first: number, short digest, aliases, git sha, metrics."""
+    from pipeline import registry
+
+    numbers = registry.version_numbers(client)
+    if not numbers:
+        return f"{client.repo}: no versions yet (`mlops promote` pushes one)"
+    by_digest: dict[str, list[str]] = {}
+    for alias, digest in registry.aliases(client).items():
+        if digest:
+            by_digest.setdefault(digest, []).append(alias)
+    rows = [("version", "digest", "aliases", "git sha", "created", "metrics")]
+    for number in reversed(numbers):
+        version = registry.describe(client, f"v{number}")
+        if version is None:
+            continue
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in _metrics(version).items() if isinstance(v, (int, float)))
+        rows.append((f"v{number}", version.digest[:19], ",".join(by_digest.get(version.digest, [])) or "-",
+                     _note(version, "git-sha")[:12] or "-", _note(version, "created")[:19] or "-", metrics or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
+             for row in rows]
+    return f"{client.repo}: {len(numbers)} version(s)\n" + "\n".join(line.rstrip() for line in lines)
+
+
+def show_text(client: Client, version: Version) -> str:
+    """Everything the artifact says about one version, one fact per line."""
+    from pipeline import registry
+
+    aliases = [alias for alias, digest in registry.aliases(client).items() if digest == version.digest]
+    lines = [f"{client.repo} version {version.number}", f"  reference:     {client.repo.ref(version.digest)}",
+             f"  aliases:       {', '.join(aliases) or '-'}"]
+    for key in ("model", "estimator", "created", "git-sha", "mlflow-run-id", "data-hash", "config-hash", "signed"):
+        lines.append(f"  {key + ':':<14} {_note(version, key) or '-'}")
+    lines.append("  metrics:")
+    lines += [f"    {name}: {value}" for name, value in _metrics(version).items()] or ["    -"]
+    lines.append("  requirements:")
+    lines += [f"    {line}" for line in _note(version, "requirements").splitlines() if line.strip()] or ["    -"]
+    return "\n".join(lines)

@@ -1,0 +1,349 @@
+"""The durable model store (pipeline/registry.py) against Debian's real docker-registry on
+loopback: push, list, show, pull; versions never reused; aliases moved by compare-and-swap, with
+two racing promotions of which exactly one wins; a registry that is down or refuses the
+credentials moves nothing; and the eviction scenario: local state and outputs deleted, the next
+`mlops run` still compares against the champion, with its version and digest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+from pipeline import registry
+from pipeline.cli import main as cli
+from pipeline.config import load_config
+from pipeline.errors import PipelineError
+from pipeline.promote import publish_version
+from tests.conftest import REPO, need_engine
+from tests.engines import ENGINE_DIR, RUN_TAG, EngineUnavailable, _spawn, _wait, ensure_registry, free_port, registry_running
+
+
+@pytest.fixture(scope="module")
+def address() -> str:
+    try:
+        return ensure_registry()
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+        raise
+
+
+@pytest.fixture()
+def repo(address: str, monkeypatch) -> registry.Repository:
+    """A repository of its own on the shared registry (unique per test and per run)."""
+    value = f"{address}/mlops-test-{RUN_TAG}/{uuid.uuid4().hex[:8]}/model"
+    monkeypatch.setenv(registry.ENV, value)
+    return registry.parse(value)
+
+
+def tiny_model(folder: Path, marker: str) -> Path:
+    """Enough of an MLflow model directory for the store (it checks for MLmodel, never loads it)."""
+    folder.mkdir(parents=True)
+    (folder / "MLmodel").write_text(f"flavors: {{}}\nmarker: {marker}\n")
+    (folder / "requirements.txt").write_text("scikit-learn==1.7.0\n")
+    return folder
+
+
+def mlops(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+
+
+# --- no engine needed ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["model", "ghcr.io", "ghcr.io/", "ghcr.io/You/Model", "team/model"])
+def test_a_bad_repository_name_fails_naming_the_variable(value: str) -> None:
+    with pytest.raises(PipelineError, match=r"MLOPS_MODEL_REGISTRY=.*expected host\[:port\]/repository"):
+        registry.parse(value)
+
+
+def test_loopback_speaks_http_anything_else_https() -> None:
+    assert registry.parse("127.0.0.1:5000/team/model").insecure
+    assert registry.parse("localhost:5000/team/model").insecure
+    assert not registry.parse("ghcr.io/owner/repo-model").insecure
+
+
+def test_a_registry_that_is_down_fails_promote_cleanly_and_moves_nothing(tmp_path: Path) -> None:
+    """Checked before MLflow is touched: no version, no alias, no local store."""
+    write_results(tmp_path)
+    down = f"127.0.0.1:{free_port()}/team/model"
+    result = mlops(tmp_path, "promote", env={registry.ENV: down})
+    assert result.returncode == 1
+    assert f"error: model registry {down} (MLOPS_MODEL_REGISTRY): unreachable: ConnectionError" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".mlops" / "mlflow.db").exists()
+
+
+def test_a_registry_that_is_down_stops_a_deploy_before_the_rollout(tmp_path: Path) -> None:
+    write_results(tmp_path)
+    down = f"127.0.0.1:{free_port()}/team/model"
+    result = mlops(tmp_path, "deploy", "--target", "swarm", "--env", "staging", "--image", "127.0.0.1:1/none:x",
+                   "--name", f"never-{RUN_TAG}", "--model-digest", "sha256:" + "0" * 64, env={registry.ENV: down})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: model registry {down} (MLOPS_MODEL_REGISTRY): unreachable" in result.stderr
+    assert "docker stack deploy" not in result.stderr
+
+
+def write_results(root: Path) -> None:
+    """A workspace whose train and evaluate results say: passed (promote reads nothing else first)."""
+    shutil.copy(REPO / "mlops.yaml", root / "mlops.yaml")
+    shutil.copytree(REPO / "data", root / "data")
+    outputs = root / "outputs"
+    tiny_model(outputs / "model", "m")
+    train = {"run_id": "r1", "model_uri": "models:/m-1", "metrics": {"f1": 0.9}, "params": {}, "git_sha": "abc",
+             "data_hash": "d", "config_hash": "c", "fit_seconds": 1.0, "model_dir": str(outputs / "model"),
+             "tracking_uri": "sqlite:///x"}
+    evaluate = {"passed": True, "failures": [], "run_id": "r1", "metrics": {"f1": 0.9}, "champion": {"passed": True}}
+    (outputs / "train.json").write_text(json.dumps(train))
+    (outputs / "evaluate.json").write_text(json.dumps(evaluate))
+
+
+# --- against the real registry ------------------------------------------------------------------------
+
+@pytest.mark.engine
+def test_push_list_show_pull(repo: registry.Repository, tmp_path: Path, capsys, monkeypatch) -> None:
+    client = registry.connect(repo)
+    first = registry.push(client, tiny_model(tmp_path / "a" / "model", "a"), {"git-sha": "1111111aaaa", "metrics": {"f1": 0.91}})
+    second = registry.push(client, tiny_model(tmp_path / "b" / "model", "b"), {"git-sha": "2222222bbbb", "metrics": {"f1": 0.93}})
+    assert (first.number, second.number) == (1, 2) and first.digest != second.digest
+    registry.move_alias(client, registry.CHAMPION, first.digest, expected=None)
+    registry.move_alias(client, registry.CHALLENGER, second.digest, expected=None)
+
+    assert cli(["registry", "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0] == f"{repo}: 2 version(s)"
+    assert listing[1].split() == ["version", "digest", "aliases", "git", "sha", "created", "metrics"]
+    assert listing[2].split()[:4] == ["v2", second.digest[:19], "challenger", "2222222bbbb"]
+    assert listing[2].endswith("f1=0.9300")
+    assert listing[3].split()[:4] == ["v1", first.digest[:19], "champion", "1111111aaaa"]
+
+    assert cli(["registry", "show"]) == 0  # default: champion
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"{repo} version 1\n  reference:     {repo}@{first.digest}\n  aliases:       champion\n")
+    assert "  metrics:\n    f1: 0.91\n" in shown
+
+    monkeypatch.chdir(tmp_path)
+    assert cli(["registry", "pull", "v2", "--output", "pulled"]) == 0
+    assert capsys.readouterr().out.strip() == f"pulled {repo} version 2 ({second.digest}) into pulled"
+    assert (tmp_path / "pulled" / "MLmodel").read_text() == (tmp_path / "b" / "model" / "MLmodel").read_text()
+    assert cli(["registry", "show", "7"]) == 1
+    assert f"{repo}: no version '7'" in capsys.readouterr().err
+
+
+@pytest.mark.engine
+def test_version_numbers_come_from_the_registry_and_are_never_reused(repo: registry.Repository, tmp_path: Path) -> None:
+    numbers = [registry.push(registry.connect(repo), tiny_model(tmp_path / str(i) / "model", str(i)), {}).number
+               for i in range(3)]  # a fresh client each time: nothing is remembered locally
+    assert numbers == [1, 2, 3]
+    assert registry.version_numbers(registry.connect(repo)) == [1, 2, 3]
+
+
+@pytest.mark.engine
+def test_an_alias_that_moved_is_not_moved_and_the_error_names_what_was_found(repo: registry.Repository, tmp_path: Path) -> None:
+    client = registry.connect(repo)
+    a = registry.push(client, tiny_model(tmp_path / "a" / "model", "a"), {})
+    b = registry.push(client, tiny_model(tmp_path / "b" / "model", "b"), {})
+    registry.move_alias(client, registry.CHAMPION, a.digest, expected=None)
+    with pytest.raises(PipelineError, match=f"`champion` moved: expected no alias, found {a.digest}"):
+        registry.move_alias(client, registry.CHAMPION, b.digest, expected=None)
+    assert registry.resolve(client, registry.CHAMPION) == a.digest
+    registry.move_alias(client, registry.CHAMPION, b.digest, expected=a.digest)
+    assert registry.resolve(client, registry.CHAMPION) == b.digest
+    assert registry.resolve(client, "v1") == a.digest  # versions stay where they are
+
+
+@pytest.mark.engine
+def test_two_racing_promotions_exactly_one_wins(repo: registry.Repository, tmp_path: Path) -> None:
+    """Both evaluated against no champion and promote at the same moment: one moves `challenger`
+    and `champion`; the other fails naming the winner's digest, and moves neither."""
+    config = load_config(REPO / "mlops.yaml")
+    start = threading.Barrier(2)
+    outcome: dict[str, object] = {}
+
+    def promote(name: str) -> None:
+        folder = tiny_model(tmp_path / name / "model", name)
+        info = {"run_id": f"run-{name}", "model_dir": str(folder), "metrics": {"f1": 0.9}}
+        client = registry.connect(repo)
+        start.wait()
+        try:
+            outcome[name] = publish_version(client, config, info, {"passed": True, "champion_digest": None}, False)
+        except PipelineError as exc:
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=promote, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    won = [name for name, result in outcome.items() if isinstance(result, dict)]
+    lost = [name for name, result in outcome.items() if isinstance(result, PipelineError)]
+    assert len(won) == 1 and len(lost) == 1, outcome
+    winner = outcome[won[0]]
+    assert isinstance(winner, dict)
+    client = registry.connect(repo)
+    assert registry.resolve(client, registry.CHAMPION) == winner["model_digest"]
+    assert registry.resolve(client, registry.CHALLENGER) == winner["model_digest"]
+    assert f"moved: expected no alias, found {winner['model_digest']}" in str(outcome[lost[0]])
+    assert registry.version_numbers(client) == [1, 2]  # both versions kept, under distinct numbers
+
+
+@pytest.fixture()
+def guarded(tmp_path_factory) -> str:
+    """A second registry that wants a password (htpasswd, user `ci` / `right`); stopped after."""
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    need_engine(binary is not None, "docker-registry not installed (apt-get install docker-registry)")
+    state = tmp_path_factory.mktemp("guarded")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt  # the standard library's bcrypt (Python <= 3.12), for the htpasswd file
+        except ImportError:
+            need_engine(False, "no crypt module to write a bcrypt htpasswd file (Python 3.13+)")
+        (state / "htpasswd").write_text(f"ci:{crypt.crypt('right', crypt.mksalt(crypt.METHOD_BLOWFISH))}\n")
+    addr = f"127.0.0.1:{free_port()}"
+    (state / "config.yml").write_text(
+        f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {state / 'data'}}}}}\n"
+        f"http: {{addr: '{addr}'}}\nauth: {{htpasswd: {{realm: test, path: {state / 'htpasswd'}}}}}\n")
+    proc = _spawn([str(binary), "serve", str(state / "config.yml")], ENGINE_DIR / f"guarded-{addr}.log")
+    try:
+        _wait(lambda: registry_running(addr) or _answers_401(addr), 30, "guarded docker-registry")
+        yield addr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _answers_401(addr: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"http://{addr}/v2/", timeout=2)
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.engine
+def test_wrong_credentials_fail_cleanly_right_ones_work(guarded: str, tmp_path: Path, monkeypatch) -> None:
+    write_results(tmp_path)
+    target = f"{guarded}/team/model"
+    wrong = {registry.ENV: target, f"{registry.ENV}_USERNAME": "ci", f"{registry.ENV}_PASSWORD": "wrong"}
+    result = mlops(tmp_path, "promote", env=wrong)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: model registry {target} (MLOPS_MODEL_REGISTRY): credentials refused: HTTP 401" in result.stderr
+    assert not (tmp_path / ".mlops" / "mlflow.db").exists()  # nothing registered, no alias moved anywhere
+
+    monkeypatch.setenv(f"{registry.ENV}_USERNAME", "ci")
+    monkeypatch.setenv(f"{registry.ENV}_PASSWORD", "right")
+    client = registry.connect(registry.parse(target))
+    pushed = registry.push(client, tiny_model(tmp_path / "m" / "model", "m"), {})
+    registry.move_alias(client, registry.CHAMPION, pushed.digest, expected=None)
+    assert registry.aliases(client)[registry.CHAMPION] == pushed.digest
+
+
+@pytest.mark.engine
+def test_eviction_the_champion_survives_in_the_registry(repo: registry.Repository, repo_copy: Path) -> None:
+    """`mlops run && mlops promote`, then `.mlops/` and `outputs/` deleted (a fresh runner, an
+    evicted cache): the next `mlops run` compares against the registry's champion and says which."""
+    env = {registry.ENV: str(repo)}
+    first = mlops(repo_copy, "run", env=env)
+    assert first.returncode == 0, first.stderr
+    promoted = mlops(repo_copy, "promote", env=env)
+    assert promoted.returncode == 0, promoted.stderr
+    result = json.loads((repo_copy / "outputs" / "promote.json").read_text())
+    assert result["registry"] == str(repo) and result["registry_version"] == 1 and result["moved"]
+    digest = result["model_digest"]
+    assert registry.resolve(registry.connect(repo), registry.CHAMPION) == digest
+    assert f"promote: {repo} version 1 ({digest}) is `challenger` and `champion`" in promoted.stderr
+
+    shutil.rmtree(repo_copy / ".mlops")
+    shutil.rmtree(repo_copy / "outputs")
+    again = mlops(repo_copy, "run", env=env)
+    assert again.returncode == 0, again.stderr
+    evaluation = json.loads((repo_copy / "outputs" / "evaluate.json").read_text())
+    assert evaluation["champion_digest"] == digest and evaluation["champion_version"] == "1"
+    assert evaluation["champion"]["source"] == f"{repo}@{digest} (version 1)"
+    report = (repo_copy / "outputs" / "report.md").read_text()
+    assert f"champion from `{repo}@{digest} (version 1)`" in report
+
+    # promote again: version 2 (the local MLflow restarted at 1; the registry did not), and the
+    # champion moved from the digest evaluate compared against
+    second = mlops(repo_copy, "promote", env=env)
+    assert second.returncode == 0, second.stderr
+    result = json.loads((repo_copy / "outputs" / "promote.json").read_text())
+    assert (result["version"], result["registry_version"]) == ("1", 2)
+    assert registry.resolve(registry.connect(repo), registry.CHAMPION) == result["model_digest"]
+    twice = mlops(repo_copy, "promote", env=env)  # the same run promoted again: no new version
+    assert twice.returncode == 0, twice.stderr
+    assert json.loads((repo_copy / "outputs" / "promote.json").read_text())["registry_version"] == 2
+    assert registry.version_numbers(registry.connect(repo)) == [1, 2]
+
+    # the champion moved, so the cache must not call evaluate's old verdict current
+    warm = mlops(repo_copy, "run", env=env)
+    assert warm.returncode == 0, warm.stderr
+    assert "evaluate  running" in warm.stderr
+    assert json.loads((repo_copy / "outputs" / "evaluate.json").read_text())["champion_version"] == "2"
+
+
+def key_pair(folder: Path) -> tuple[Path, Path]:
+    """An elliptic-curve key pair as PEM files (what `openssl ecparam -name prime256v1` makes)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = folder / "key.pem", folder / "pub.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+@pytest.mark.engine
+def test_signed_models_verify_and_tampered_or_unsigned_ones_are_refused(repo: registry.Repository, tmp_path: Path,
+                                                                         monkeypatch, capsys) -> None:
+    from pipeline import signing
+    from pipeline.promote import push_signed
+
+    private, public = key_pair(tmp_path)
+    client = registry.connect(repo)
+    monkeypatch.setenv(signing.KEY_ENV, str(private))
+    good = push_signed(client, tiny_model(tmp_path / "a" / "model", "a"), {})
+    assert good.annotations["dev.mlops.signed"] == "true"
+    signature = tmp_path / "b.sig"
+    signing.sign(tiny_model(tmp_path / "b" / "model", "b"), signature)
+    (tmp_path / "b" / "model" / "MLmodel").write_text("flavors: {}\nmarker: swapped after signing\n")
+    tampered = registry.push(client, tmp_path / "b" / "model", {}, signature)
+    monkeypatch.delenv(signing.KEY_ENV)
+    unsigned = push_signed(client, tiny_model(tmp_path / "c" / "model", "c"), {})
+    assert unsigned.annotations["dev.mlops.signed"] == "false"
+
+    cache = tmp_path / "cache"
+    assert (registry.pull(client, unsigned.digest, cache) / "MLmodel").is_file()  # no public key: nothing checked
+    monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(public))
+    assert (registry.pull(client, good.digest, cache) / "MLmodel").read_text().endswith("marker: a\n")
+    with pytest.raises(PipelineError, match=f"{repo}@{tampered.digest}: refused: its signature does not verify"):
+        registry.pull(client, tampered.digest, cache)
+    assert not (cache / tampered.digest.replace(":", "-")).exists()
+    with pytest.raises(PipelineError, match=f"{repo}@{unsigned.digest}: refused: unsigned"):
+        registry.pull(client, unsigned.digest, cache)  # even from the cache it was pulled into before
+    (cache / good.digest.replace(":", "-") / "MLmodel").write_text("tampered in the local cache\n")
+    with pytest.raises(PipelineError, match="refused: its signature does not verify"):
+        registry.pull(client, good.digest, cache)
+
+    monkeypatch.chdir(tmp_path)
+    assert cli(["registry", "pull", "2", "--output", "pulled"]) == 1
+    assert "refused: its signature does not verify" in capsys.readouterr().err
+    assert not (tmp_path / "pulled").exists()
