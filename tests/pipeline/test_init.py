@@ -22,8 +22,6 @@ def mlops(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def served_equals_saved(folder: Path, rows: list[dict]) -> None:
     """What a user does next: `mlops serve` (the registry's `challenger`, no options). It passes
     the deploy smoke test and answers exactly what the saved (skops) model predicts."""
-    import time
-
     import httpx
     import pandas as pd
 
@@ -31,26 +29,17 @@ def served_equals_saved(folder: Path, rows: list[dict]) -> None:
     from pipeline.delivery.contract import from_config
     from pipeline.delivery.deploy import smoke_test
     from pipeline.serving import predictor
-    from tests.engines import free_port, http_ok
+    from tests.pipeline.serving.live import Process
 
     config = load_config(folder / "mlops.yaml")
     contract = from_config(config)
     saved = predictor.load(folder / "outputs" / "model", contract).estimator.predict(pd.DataFrame(rows)[contract.feature_names])
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)], cwd=folder,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    server = Process(["-m", "pipeline.cli", "serve", "--port", "{port}"], folder / "serve.log", cwd=folder).wait_ready(120)
     try:
-        deadline = time.monotonic() + 120
-        while not http_ok(f"{url}/ready"):
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "mlops serve not ready in 120 s"
-            time.sleep(0.3)
-        assert smoke_test(config, url, expect_version=None, wait=10) == []
-        answer = httpx.post(f"{url}/predict", json={"rows": rows}, timeout=30)
+        assert smoke_test(config, server.url, expect_version=None, wait=10) == []
+        answer = httpx.post(f"{server.url}/predict", json={"rows": rows}, timeout=30)
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop()
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == pytest.approx(list(saved))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ import yaml
 
 from pipeline.config import Config, load_config
 from pipeline.delivery.deploy import smoke_test
-from tests.engines import free_port, http_ok
 from tests.pipeline.generated import regression_config, regression_frame, write_project
+from tests.pipeline.serving.live import Process
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +26,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
     run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run"], cwd=project, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--model", "outputs/model", "--port",
-                               str(port)], cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    server = Process(["-m", "pipeline.cli", "serve", "--model", "outputs/model", "--port", "{port}"], project / "serve.log",
+                     cwd=project).wait_ready(90)
     try:
-        deadline = time.monotonic() + 90
-        while not http_ok(f"{url}/ready"):
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "server not ready in 90 s"
-            time.sleep(0.3)
-        yield project, url
+        yield project, server.url
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop(30)
 
 
 def variant(project: Path, **case: Any) -> Config:

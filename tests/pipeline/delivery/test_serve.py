@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.engines import free_port, http_ok
+from tests.engines import free_port
 from tests.pipeline.serving.catalog import GOOD_ROW
+from tests.pipeline.serving.live import Process
 
 
 def register_challenger(repo: Path, model_dir: Path) -> None:
@@ -34,23 +34,15 @@ mlflow.MlflowClient().set_model_version_tag("penguins-sex", info.registered_mode
 
 def test_serve_defaults_to_the_challenger(repo_copy: Path, model_dir: Path) -> None:
     register_challenger(repo_copy, model_dir)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)], cwd=repo_copy,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
+    server = Process(["-m", "pipeline.cli", "serve", "--port", "{port}"], repo_copy / "serve.log", cwd=repo_copy).wait_ready(60)
     try:
-        deadline = time.monotonic() + 60
-        while not http_ok(f"{url}/ready"):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        version = httpx.get(f"{url}/version").json()
+        version = httpx.get(f"{server.url}/version").json()
         assert version["model_version"] == "1" and version["model_uri"] == "models:/penguins-sex/1"
         assert version["data_hash"] == "d4t4"
-        assert httpx.post(f"{url}/predict", json={"rows": [GOOD_ROW]}).json()["predictions"] == ["male"]
+        assert httpx.post(f"{server.url}/predict", json={"rows": [GOOD_ROW]}).json()["predictions"] == ["male"]
     finally:
-        proc.terminate()
-    assert proc.wait(30) == 0
+        code = server.stop(30)
+    assert code == 0
 
 
 def test_serve_without_a_registered_model_fails_clearly(repo_copy: Path) -> None:

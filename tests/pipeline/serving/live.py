@@ -58,14 +58,14 @@ def in_thread(app: Any, lifespan: bool = True) -> Iterator[httpx.Client]:
 class Process:
     """A server process on a free loopback port; `log` is its stderr (stdout too)."""
 
-    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = REPO) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         full_env = {**os.environ, "MLOPS_HOST": "127.0.0.1", "MLOPS_PORT": str(self.port), **(env or {})}
         args = [a.replace("{port}", str(self.port)) for a in args]
         with log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 90) -> Process:
         deadline = time.monotonic() + timeout
