@@ -62,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.delivery import onnx
     from pipeline.delivery.contract import from_config
+    from pipeline.paths import Paths
     from pipeline.serving import predictor
     from pipeline.serving.server import serve
 
@@ -72,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
     for tag, env in (("git_sha", "MLOPS_GIT_SHA"), ("data_hash", "MLOPS_DATA_HASH")):
         if tag in resolved.tags:
             os.environ.setdefault(env, resolved.tags[tag])
+    os.environ["MLOPS_PREDICTION_LOG"] = Paths(config.root).prediction_log
     contract = from_config(config)
     if predictor.load_onnx(resolved.path, contract) is None:  # none yet, or made from another model file
         conversion = onnx.convert(resolved.path, contract)
