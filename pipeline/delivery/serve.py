@@ -5,6 +5,8 @@ MLflow model directory), derives the request contract from mlops.yaml and starts
 the image runs. `resolve_model` is shared with `mlops build`. Like the build, it first converts the
 model to ONNX next to it (pipeline/delivery/onnx.py; once per model file) and serves it with
 onnxruntime when the graph agrees with scikit-learn, else with scikit-learn; it says which.
+Predictions and labels are logged to `.mlops/predictions.db` unless MLOPS_PREDICTION_LOG says
+otherwise (paths.py).
 """
 
 from __future__ import annotations

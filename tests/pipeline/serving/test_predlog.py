@@ -263,3 +263,14 @@ def test_postgresql_log_and_a_dead_database(onnx_model_dir, contract, postgres) 
             assert time.monotonic() < deadline, text
             time.sleep(0.1)
         assert _counter(text, "serving_prediction_log_rows_total") == 2
+
+
+def test_contract_carries_id_non_feature_and_label_columns(contract, tmp_path) -> None:
+    """From mlops.yaml: `sample_id` is the id, `year` a non-feature column, `sex` the label; all
+    survive contract.json (what the image reads)."""
+    from pipeline.serving.contract import load, write
+
+    assert contract.id_field.name == "sample_id" and "sample_id" not in contract.feature_names
+    assert [f.name for f in contract.extra_fields] == ["year"] and "year" not in contract.feature_names
+    assert contract.label_field.name == "sex" and contract.label_field.allowed == ["female", "male"]
+    assert load(write(contract, tmp_path / "contract.json")) == contract
