@@ -32,8 +32,10 @@ def _field_type(spec: FieldSpec) -> Any:
         # strict floats still accept JSON integers, as the training data did
         base: Any = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
     elif spec.type == "int":
-        # 59.0 is the int 59, as in the training file (pandas writes an int column with gaps so)
-        base = Annotated[StrictInt, BeforeValidator(_whole_float), Field(**bounds)]
+        # 59.0 is the int 59, as in the training file (pandas writes an int column with gaps so).
+        # The bounds before the validator: after it, pydantic documents them as `ge`/`le` instead
+        # of `minimum`/`maximum`, and OpenAPI clients (and schemathesis) would not see them.
+        base = Annotated[StrictInt, Field(**bounds), BeforeValidator(_whole_float)]
     elif spec.type == "bool":
         base = StrictBool
     elif spec.type == "category" and spec.allowed:

@@ -274,3 +274,18 @@ def test_contract_carries_id_non_feature_and_label_columns(contract, tmp_path) -
     assert [f.name for f in contract.extra_fields] == ["year"] and "year" not in contract.feature_names
     assert contract.label_field.name == "sex" and contract.label_field.allowed == ["female", "male"]
     assert load(write(contract, tmp_path / "contract.json")) == contract
+
+
+def test_int_column_bounds_are_documented_and_enforced(contract) -> None:
+    """`year` (int, 2007-2035) documents minimum/maximum in the OpenAPI schema (pydantic wrote
+    `ge`/`le`, which no client reads, when the bounds followed the whole-float validator)."""
+    from pydantic import ValidationError
+
+    from pipeline.serving.schema import row_model
+
+    model = row_model(contract)
+    assert model.model_json_schema()["properties"]["year"]["anyOf"][0] == {"type": "integer", "minimum": 2007, "maximum": 2035}
+    row = {**GOOD_ROW}
+    assert model.model_validate({**row, "year": 2009.0}).year == 2009
+    with pytest.raises(ValidationError):
+        model.model_validate({**row, "year": 0})
