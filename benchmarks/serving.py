@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -229,23 +230,41 @@ def load(servers: dict[str, int], duration: int, cases: list[tuple[str, int, int
     return results
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (fixed ones would collide with another benchmark on the machine)."""
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
 def log_cost(model: Path, contract: Path, duration: int, rounds: int) -> tuple[float, float, list[str]]:
     """Requests/s at 64 clients with the prediction log on (sqlite) and off, the two servers
     measured in alternation for `rounds` rounds; returns the medians and one line per round."""
-    on = start("ours", model, 18305, contract=contract)[0]
-    off = start("ours", model, 18306, env={"MLOPS_PREDICTION_LOG": "off"}, contract=contract)[0]
+    port_on, port_off = free_ports(2)
+    on = start("ours", model, port_on, contract=contract)[0]
+    off = start("ours", model, port_off, env={"MLOPS_PREDICTION_LOG": "off"}, contract=contract)[0]
     body, lines = {"rows": [ROW]}, []
     rps: dict[str, list[float]] = {"on": [], "off": []}
     try:
-        for port in (18305, 18306):
+        for port in (port_on, port_off):
             wrk(f"http://127.0.0.1:{port}/predict", body, 64, 2)  # warm connections and caches
         for n in range(rounds):
-            order = [("on", 18305), ("off", 18306)] if n % 2 == 0 else [("off", 18306), ("on", 18305)]
+            order = [("on", port_on), ("off", port_off)] if n % 2 == 0 else [("off", port_off), ("on", port_on)]
             for name, port in order:
                 result = wrk(f"http://127.0.0.1:{port}/predict", body, 64, duration)
                 rps[name].append(result["rps"])
                 lines.append(f"round {n + 1}, log {name}: {result['rps']:,.0f} req/s "
                              f"(p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, errors {result['errors']})")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port_on}/metrics", timeout=5) as resp:
+            metrics = resp.read().decode()
+        written = re.findall(r"^serving_prediction_log_rows_total (\S+)$", metrics, re.M)
+        dropped = re.findall(r"^serving_prediction_log_dropped_total\{[^}]*\} (\S+)$", metrics, re.M)
+        lines.append(f"log on: {float(written[0]) if written else 0:,.0f} rows written, "
+                     f"{sum(map(float, dropped)):,.0f} dropped")
     finally:
         stop(on)
         stop(off)
