@@ -40,9 +40,11 @@ SETTING = ('Settings → Actions → General → Workflow permissions → "Allow
            'pull requests"')
 
 
-class GitHubError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
+class GitHubError(PipelineError):
+    """A GitHub API answer other than 2xx; names the request, so an unhandled one is a clear error."""
+
+    def __init__(self, status: int, message: str, request: str = "") -> None:
+        super().__init__(f"GitHub API {request}: {status} {message}".replace(" : ", ": "), exit_code=2)
         self.status = status
         self.message = message
 
@@ -83,7 +85,7 @@ class Client:
                 message = str(json.loads(raw).get("message", ""))
             except ValueError:
                 message = raw.decode(errors="replace")[:200]
-            raise GitHubError(exc.code, message or exc.reason) from None
+            raise GitHubError(exc.code, message or exc.reason, f"{method} {url.split('?')[0]}") from None
         except urllib.error.URLError as exc:
             raise PipelineError(f"monitor: cannot reach the GitHub API at {self.api}: {exc.reason}") from None
 

@@ -276,7 +276,7 @@ def test_a_manual_run_from_another_branch_does_nothing(venv_bin: Path, tmp_path:
         assert not result.job_succeeded(job), job
 
 
-MONITOR_EVENT = {"inputs": {}, "repository": {"full_name": "acme/penguins", "name": "penguins", "owner": {"login": "acme"},
+MONITOR_EVENT = {"inputs": {}, "repository": {"full_name": "acme/model", "name": "model", "owner": {"login": "acme"},
                                               "default_branch": "main", "visibility": "public"}}
 
 
@@ -300,7 +300,7 @@ def test_monitor_opens_one_retraining_pr_through_the_rest_api(venv_bin: Path, tm
 
     repo = actkit.copy_repo(tmp_path / "repo")
     live_rows(True).to_csv(repo / "data" / "live.csv", index=False)
-    standin = StandIn(Repo(owner="acme", name="penguins"))
+    standin = StandIn(Repo(owner="acme", name="model"))  # act takes the repository from the git remote
     try:
         result = actkit.run_act(repo, "workflow_dispatch", MONITOR_EVENT, state=tmp_path / "state", venv_bin=venv_bin,
                                 workdir=tmp_path / "run", workflow="monitor.yml",
