@@ -15,9 +15,9 @@ ICONS = {"retrain": FAIL, "healthy": PASS}
 
 def build(project: str, result: dict[str, Any]) -> str:
     """Markdown for people: verdict and rule, the N-of-M buckets, then the detail folded."""
-    parts = [MARKER, f"## {ICONS.get(result['verdict'], SKIP)} {_text(project)}: {_text(result['headline'])}", "",
-             f"Source: `{_text(result['source'])}`, window {_text(result['window'])}: {result['rows']} rows, "
-             f"{result['labelled']} labelled.", "", f"Rule: {_text(result['rule'])}.", ""]
+    parts = [MARKER, f"## {ICONS.get(result['verdict'], SKIP)} {project}: {result['headline']}", "",
+             f"Source: {_text(result['source'])}, window {_text(result['window'])}: {result['rows']} rows, "
+             f"{result['labelled']} labelled.", "", f"Rule: {result['rule']}.", ""]
     parts += _buckets(result["buckets"])
     parts += _metrics(result)
     parts += _drift(result.get("drift") or {})
@@ -34,7 +34,7 @@ def _buckets(buckets: list[dict[str, Any]]) -> list[str]:
     for b in buckets:
         status = {"breach": FAIL, "ok": PASS}.get(b["status"], f"{SKIP} {b['status']}")
         rows.append(f"| {b['index'] + 1} | {_when(b.get('start'))} | {_when(b.get('end'))} | {b['rows']} | {b['labelled']} | "
-                    f"{_text(', '.join(b['drifted']))} | {_text(', '.join(b['failing']))} | {status} |")
+                    f"{', '.join(_text(n) for n in b['drifted'])} | {', '.join(b['failing'])} | {status} |")
     return [*rows, ""]
 
 
