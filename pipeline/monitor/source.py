@@ -41,8 +41,8 @@ def from_log(config: Config, url: str, since: float, until: float) -> pd.DataFra
                 row[id_column] = item.get("id")
             row.update({TS: item.get("ts"), PREDICTION: item.get("prediction"), SCORE: item.get("score")})
             records.append(row)
-    except (OSError, ValueError) as exc:
-        raise PipelineError(f"monitor: cannot read the prediction log {_safe(url)}: {exc}") from None
+    except Exception as exc:  # the store's own errors (sqlite3, psycopg) differ by backend: all are bad input here
+        raise PipelineError(f"monitor: cannot read the prediction log {_safe(url)}: {type(exc).__name__}: {exc}") from None
     columns = [*config.validate_.columns, *META]
     return pd.DataFrame.from_records(records, columns=columns)
 
