@@ -108,6 +108,18 @@ class Store:
             raise
         return conn
 
+    def connect_reader(self) -> Any:
+        """A connection for reading only: a sqlite file must exist and is opened read-only (the
+        monitor never creates or changes a log), PostgreSQL as usual."""
+        if self.postgres:
+            import psycopg
+
+            return psycopg.connect(self.url, connect_timeout=PG_CONNECT_TIMEOUT)
+        assert self.path is not None
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no prediction log there")
+        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_MS / 1000)
+
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
 
@@ -363,9 +375,10 @@ def export_rows(url: str, since: float | None = None, until: float | None = None
 
     Yields {"request_id", "row", "ts", "model_version", "model_digest", "id", "features",
     "prediction", "score", "label"}: `id`, `score` and `label` are None when absent; `label` is the
-    ground truth given for that request's row, else the one given for its id."""
+    ground truth given for that request's row, else the one given for its id. `url`: a sqlite
+    path (or sqlite:///path), which must exist, or a postgresql:// URL."""
     store = Store(url)
-    conn = store.connect()
+    conn = store.connect_reader()
     try:
         cur = conn.cursor()
         cur.execute(store.sql(EXPORT), (-ALL_TIME if since is None else since, ALL_TIME if until is None else until))

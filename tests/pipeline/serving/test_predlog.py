@@ -289,3 +289,31 @@ def test_int_column_bounds_are_documented_and_enforced(contract) -> None:
     assert model.model_validate({**row, "year": 2009.0}).year == 2009
     with pytest.raises(ValidationError):
         model.model_validate({**row, "year": 0})
+
+
+def test_the_monitor_reads_what_the_server_logged(onnx_model_dir, contract, config, _prediction_log_here) -> None:
+    """The monitor's adapter (pipeline/monitor/source.py) on a log the real app wrote: features,
+    the id, the label from /feedback, prediction and score land in its frame."""
+    from pipeline.monitor.source import PREDICTION, SCORE, TS, from_log
+
+    url = str(_prediction_log_here)
+    with in_thread(_app(onnx_model_dir, contract, url)) as http:
+        body = http.post("/predict", json={"rows": [{**GOOD_ROW, "sample_id": "M-1", "year": 2010}, GOOD_ROW]}).json()
+        assert http.post("/feedback", json={"ids": ["M-1"], "labels": ["female"]}).status_code == 200
+    import pandas as pd
+
+    frame = from_log(config, f"sqlite:///{url}", time.time() - 60, time.time() + 1)
+
+    def column(name: str) -> list:
+        return [None if pd.isna(v) else v for v in frame[name]]
+
+    assert column("sample_id") == ["M-1", None] and column("year") == [2010, None]
+    assert column("sex") == ["female", None] and column(PREDICTION) == body["predictions"]
+    assert frame[SCORE].notna().all() and frame[TS].notna().all()
+    assert list(frame["body_mass_g"]) == [GOOD_ROW["body_mass_g"]] * 2
+
+
+def test_export_from_a_missing_file_is_an_error_and_creates_nothing(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="no prediction log"):
+        list(export_rows(str(tmp_path / "nowhere.db")))
+    assert not (tmp_path / "nowhere.db").exists()
