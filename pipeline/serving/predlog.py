@@ -33,6 +33,7 @@ BATCH_REQUESTS = 500  # requests per transaction at most
 PRUNE_EVERY_SECONDS = 600.0
 SQLITE_BUSY_MS = 5000
 PG_CONNECT_TIMEOUT = 3
+SCHEMA_LOCK = 4_127_010  # PostgreSQL advisory lock key taken while creating the tables
 ALL_TIME = 1e12  # seconds: beyond any timestamp either way, portable where infinity is not
 
 SCHEMA = (
@@ -101,6 +102,8 @@ class Store:
             conn.execute("PRAGMA synchronous = NORMAL")
         try:
             with self.transaction(conn) as cur:
+                if self.postgres:  # two workers creating the tables at once collide in PostgreSQL's catalog
+                    cur.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
                 for statement in SCHEMA:
                     cur.execute(statement)
         except Exception:
