@@ -37,7 +37,10 @@ def ray_address(config: Config, environ: dict[str, str] | os._Environ[str]) -> s
 def backend(address: str | None) -> Iterator[None]:
     """Run the block's joblib work locally (address None) or on the Ray cluster at `address`."""
     if address is None:
-        yield
+        try:
+            yield
+        finally:
+            _stop_local_workers()
         return
     ray, joblib = _import_ray()
     _probe(address)
@@ -57,6 +60,15 @@ def backend(address: str | None) -> Iterator[None]:
                             f"killed?): {type(exc).__name__}: {clip(_first_line(str(exc)), 300)}") from None
     finally:
         ray.shutdown()
+
+
+def _stop_local_workers() -> None:
+    """End joblib's reusable worker processes now. Why: they idle for 300 s after the search and
+    hold the command's stdout open, so a caller waiting for its output (a CI step, `subprocess.run`)
+    would wait five minutes for a command that has finished."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
 
 
 def _import_ray() -> tuple[Any, Any]:
