@@ -11,6 +11,7 @@ test run reuses them; logs and state live under ENGINE_DIR.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -260,14 +261,20 @@ class RayCluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen[bytes]] = []
-        self.head = self._start(["--head", "--port", str(self.port), "--num-cpus", str(head_cpus),
-                                 "--include-dashboard", "false", "--disable-usage-stats"], "head")
-        self.workers = [self._start(["--address", self.address, "--num-cpus", str(worker_cpus)], f"worker{i}")
-                        for i in range(workers)]
-        self.wait_for_nodes(1 + workers)
+        try:
+            self.head = self._start(["--head", "--port", str(self.port), "--num-cpus", str(head_cpus),
+                                     "--include-dashboard", "false", "--disable-usage-stats"], "head")
+            self.workers = [self._start(["--address", self.address, "--num-cpus", str(worker_cpus)], f"worker{i}")
+                            for i in range(workers)]
+            self.wait_for_nodes(1 + workers)
+        except BaseException:
+            self.stop()
+            raise
 
     def _start(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
-        base = 20_000 + secrets.randbelow(400) * 100  # a block of 100 ports for this node's workers
+        # A block of 100 ports for this node's workers, below the kernel's ephemeral range (32768+),
+        # where free_port's picks for the other components land, so the two never collide.
+        base = 10_000 + secrets.randbelow(200) * 100
         ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
                  "--runtime-env-agent-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
                  "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()),
@@ -286,8 +293,15 @@ class RayCluster:
                  "print(sum(n['Alive'] for n in ray.nodes()))")
 
         def ready() -> bool:
-            done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
-                                  timeout=60)
+            if any(node.poll() is not None for node in self.nodes):
+                raise EngineUnavailable(f"a Ray node exited while starting; see the logs in {self.temp}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                    pass
+                done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
+                                      timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                return False
             return done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]
 
         _wait(ready, timeout, f"Ray cluster with {count} nodes at {self.address}", self.temp / "head.log")
@@ -328,9 +342,7 @@ class RayCluster:
         return found
 
 
-def _suppress_gone():  # type: ignore[no-untyped-def]
-    import contextlib
-
+def _suppress_gone() -> contextlib.suppress:
     return contextlib.suppress(ProcessLookupError, PermissionError)
 
 

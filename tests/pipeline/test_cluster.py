@@ -144,5 +144,6 @@ def test_a_worker_node_killed_mid_search_is_reported(tmp_path: Path) -> None:
         assert f"train: the Ray cluster at {doomed.address} failed mid-search" in stderr
         assert "Traceback" not in stderr
         assert not (folder / "outputs" / "train.json").exists()
+        assert idle(doomed)  # the surviving head holds nothing of the failed run
     finally:
         doomed.stop()

@@ -141,3 +141,18 @@ def _registered(config: Path) -> list[Any]:
     from mlflow import MlflowClient
 
     return list(MlflowClient(f"sqlite:///{config.parent / '.mlops' / 'mlflow.db'}").search_registered_models())
+
+
+def test_the_space_names_estimator_params_even_when_model_wraps_the_estimator() -> None:
+    """xgboost's classifier sits inside model.labels.EncodedLabels: `max_depth` still finds it."""
+    from model import ModelSpec, build_model
+    from pipeline.errors import PipelineError
+    from pipeline.search import pipeline_names
+
+    def spec(estimator: str) -> ModelSpec:
+        return ModelSpec(task="classification", numeric=("a",), categorical=(), estimator=estimator, params={}, seed=1)
+
+    assert pipeline_names(build_model(spec("xgboost")), {"max_depth": [2]}) == {"max_depth": "estimator__estimator__max_depth"}
+    assert pipeline_names(build_model(spec("linear")), {"C": [1.0]}) == {"C": "estimator__C"}
+    with pytest.raises(PipelineError, match="'n_estimators' is not a parameter of the estimator"):
+        pipeline_names(build_model(spec("linear")), {"n_estimators": [10]})
