@@ -87,8 +87,7 @@ class Instrument:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             method = method_label(scope.get("method", ""))
-            self.state.metrics.requests.labels(path, method, str(status)).inc()
-            self.state.metrics.latency.labels(path, method, str(status)).observe(time.perf_counter() - started)
+            self.state.metrics.observe_request(path, method, status, time.perf_counter() - started)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
