@@ -3,7 +3,7 @@
 Why our own pre-fork instead of `uvicorn --workers`: the model is loaded once in the parent and
 shared copy-on-write, and a worker that dies is replaced. Why our own protocol: each accepted
 socket gets TCP_NODELAY (without it, keep-alive responses can wait ~40 ms for Nagle + delayed
-ACK), headers are capped (431: httptools grows a long header by concatenation, so a 256 MiB one
+ACK) and a response goes out in one send (head and body joined), headers are capped (431: httptools grows a long header by concatenation, so a 256 MiB one
 held a worker for minutes) and a request must arrive whole within MLOPS_READ_TIMEOUT (408 and
 close: silent or trickling clients cannot hold connections). SIGTERM first flips /ready to 503,
 keeps serving for MLOPS_DRAIN_SECONDS (so load balancers stop sending), then accepts what is
@@ -34,6 +34,38 @@ IDLE_GRACE_SECONDS = 1.0
 MAX_RESTARTS, RESTART_WINDOW = 10, 60.0
 
 
+class OneSendTransport:
+    """A transport whose writes within one event-loop turn go out as one send.
+
+    Why: uvicorn writes a response's head and body separately; with TCP_NODELAY that is two
+    packets, two system calls and two wake-ups of the client (the first finds half a response).
+    Joined, a small response is one of each. Writes leave at the end of the turn they were made
+    in, and close() sends what is held first, so the order on the wire never changes."""
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport, self.loop = transport, loop
+        self.held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self.held:
+            self.loop.call_soon(self.send)
+        self.held.append(data)
+
+    def send(self) -> None:
+        if self.held:
+            data = self.held[0] if len(self.held) == 1 else b"".join(self.held)
+            self.held.clear()
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def close(self) -> None:
+        self.send()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the real transport's
+        return getattr(self.transport, name)
+
+
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with TCP_NODELAY, a header-size cap, a read deadline and a drain."""
 
@@ -45,7 +77,7 @@ class HttpProtocol(HttpToolsProtocol):
         sock = transport.get_extra_info("socket")
         if self.nodelay and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)
+        super().connection_made(OneSendTransport(transport, self.loop))
         self.reading = False  # a request has begun and has not arrived whole
         self.in_headers = False
         self.header_bytes = 0
