@@ -140,7 +140,7 @@ def _warm_up(state: State) -> None:
     NumPy only: ready in a fraction of a second), else the scikit-learn pipeline."""
     settings, model_dir = state.settings, state.settings.model_dir
     if state.predictor is None:
-        state.predictor = predictor_mod.load(model_dir, state.contract, onnx=settings.fast_path)
+        state.predictor = predictor_mod.load(model_dir, state.contract, onnx=settings.onnx)
     print(f"model served by {state.predictor.runtime}", file=sys.stderr, flush=True)
     rows = predictor_mod.warm_up_rows(model_dir, state.contract)
     for _ in range(3):

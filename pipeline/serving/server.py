@@ -264,7 +264,7 @@ def _serve(host: str, port: int, workers: int, model_dir: Path, contract_path: P
     if contract is None:
         contract = contract_mod.load(contract_path or model_dir / "contract.json")
     # onnxruntime when the build verified an ONNX graph for this model file; else scikit-learn.
-    loaded = predictor.load(model_dir, contract, onnx=settings.fast_path, workers=workers)
+    loaded = predictor.load(model_dir, contract, onnx=settings.onnx, workers=workers)
     problem = predictor.warm_up_problem(loaded, predictor.warm_up_rows(model_dir, contract), contract)
     if problem:
         print(f"error: {model_dir}: the model cannot warm up: {problem}", file=sys.stderr, flush=True)
