@@ -3,11 +3,12 @@
 Why our own pre-fork instead of `uvicorn --workers`: the model is loaded once in the parent and
 shared copy-on-write, and a worker that dies is replaced. Why our own protocol: each accepted
 socket gets TCP_NODELAY (without it, keep-alive responses can wait ~40 ms for Nagle + delayed
-ACK) and a response goes out in one send (head and body joined), headers are capped (431: httptools grows a long header by concatenation, so a 256 MiB one
-held a worker for minutes) and a request must arrive whole within MLOPS_READ_TIMEOUT (408 and
-close: silent or trickling clients cannot hold connections). SIGTERM first flips /ready to 503,
-keeps serving for MLOPS_DRAIN_SECONDS (so load balancers stop sending), then accepts what is
-already queued, finishes in-flight requests, closes idle connections and exits 0.
+ACK) and a response goes out in one send (head and body joined), headers are capped (431:
+httptools grows a long header by concatenation, so a 256 MiB one held a worker for minutes)
+and a request must arrive whole within MLOPS_READ_TIMEOUT (408 and close: silent or trickling
+clients cannot hold connections). SIGTERM first flips /ready to 503, keeps serving for
+MLOPS_DRAIN_SECONDS (so load balancers stop sending), then accepts what is already queued,
+finishes in-flight requests, closes idle connections and exits 0.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -77,7 +78,7 @@ class HttpProtocol(HttpToolsProtocol):
         sock = transport.get_extra_info("socket")
         if self.nodelay and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(OneSendTransport(transport, self.loop))
+        super().connection_made(cast(asyncio.Transport, OneSendTransport(transport, self.loop)))  # duck-typed
         self.reading = False  # a request has begun and has not arrived whole
         self.in_headers = False
         self.header_bytes = 0
