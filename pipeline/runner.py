@@ -147,11 +147,11 @@ def _run_steps(config: Config, force: bool, champion: str | None,
             _line(index, total, step.name, f"cache hit: nothing changed, skipped (last exit {entry['code']})")
             code = int(entry["code"])
         else:
+            t0 = time.perf_counter()
             if step.name in TRAINS and not ran:  # MLflow starts up beside validate and the fit
                 from pipeline import tracking_worker
 
                 tracking_process.enter_context(tracking_worker.started(config))
-            t0 = time.perf_counter()
             _line(index, total, step.name, "running")
             code, results[step.name] = execute(ctx, step, options, cache)
             cache.record(ctx, step, key, code=code, seconds=round(time.perf_counter() - t0, 3))

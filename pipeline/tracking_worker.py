@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -89,6 +90,7 @@ def serve(conn: Connection, config: Config) -> None:
     """The tracking process: warm up, then answer calls until told to stop or the parent is gone.
     It ends with `os._exit`, as `mlops` does (`pipeline.cli.console`): every call was answered and
     MLflow's store written per call, and tearing MLflow down would cost the parent a second."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; its exit ends this loop
     warm_up(config)
     while True:
         try:
