@@ -74,8 +74,12 @@ class TrackingWorker:
 
 
 @contextmanager
-def started(config: Config) -> Iterator[TrackingWorker]:
-    """Route the `@remote` functions of `pipeline.tracking` through a new tracking process."""
+def started(config: Config) -> Iterator[TrackingWorker | None]:
+    """Route the `@remote` functions of `pipeline.tracking` through a new tracking process
+    (on Linux; elsewhere fork is not a safe default, and MLflow stays in this process)."""
+    if not sys.platform.startswith("linux"):
+        yield None
+        return
     shared_imports(config)
     worker = TrackingWorker(config)
     tracking._REMOTE = worker
