@@ -12,7 +12,9 @@ deployed model's alias there follows the deploy: `staging` after a staging deplo
 after a production one, moved by compare-and-swap from where it stood before the rollout, and
 only once the smoke test passed. The registry is checked before the rollout starts, so a
 registry that is down fails the deploy before anything changes; a failed or rolled-back deploy
-leaves the alias where it was.
+leaves the alias where it was. With a public key or identity configured (pipeline/signing.py)
+that model is pulled and its signature verified before the rollout: a tampered or unsigned one
+is refused. Swarm deploys pass the client's registry login to the nodes (`--with-registry-auth`).
 """
 
 from __future__ import annotations
@@ -153,7 +155,8 @@ def deploy_swarm(config: Any, args: argparse.Namespace, image: str) -> int:
 
     stack_file = infra_dir(config.root) / "swarm" / "stack.yml"
     files = [arg for path in [stack_file, *args.compose_file] for arg in ("-c", str(path))]
-    result = subprocess.run(["docker", "stack", "deploy", "--prune", *files, stack], env=env,
+    # --with-registry-auth: the nodes pull a private image (GHCR) with this client's registry login
+    result = subprocess.run(["docker", "stack", "deploy", "--prune", "--with-registry-auth", *files, stack], env=env,
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"docker stack deploy {stack} failed: {docker_problem(result.stderr)}")
@@ -269,11 +272,28 @@ def main(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     image = _image(config, args.image)
+    verify_model(config, args.model_digest)  # before the rollout: a tampered or unsigned model never goes live
     follow = alias_to_follow(args.env, args.model_digest)  # before the rollout: a registry that is down stops it here
     code = (deploy_swarm if args.target == "swarm" else deploy_kubernetes)(config, args, image)
     if follow is not None:
         follow()
     return code
+
+
+def verify_model(config: Any, digest: str | None) -> None:
+    """With a public key or identity configured, the deployed model (`--model-digest`) is pulled
+    from the registry and its signature checked first; without a digest there is nothing to check."""
+    from pipeline import registry, signing
+    from pipeline.paths import Paths
+
+    if not signing.required():
+        return
+    repo = registry.configured()
+    if repo is None or not digest:
+        raise PipelineError("deploy: a verification key or identity is configured, so the model must be checked "
+                            f"before the rollout: set {registry.ENV} and pass --model-digest sha256:...")
+    registry.pull(registry.connect(repo), digest, Paths(config.root).state / "registry")
+    print(f"deploy: {repo.ref(digest)}: signature verified")
 
 
 def alias_to_follow(env: str, digest: str | None) -> Callable[[], None] | None:
