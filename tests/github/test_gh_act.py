@@ -79,7 +79,7 @@ def test_second_run_hits_the_pip_and_stage_caches(same_repo_pr) -> None:
     assert second.returncode == 0, second.log[-8000:]
     assert "Cache restored from key: pip-" in second.log
     assert "Cache restored from key: mlops-stage-" in second.log
-    assert "stage cache::config, data, code and champion unchanged" in second.log
+    assert "stage cache::config, data, code and cached champion unchanged" in second.log
     for step in ("validate", "train", "evaluate"):
         assert f"$ mlops --config mlops.yaml {step}" not in second.log
     assert "$ mlops --config mlops.yaml report" in second.log
