@@ -35,7 +35,8 @@ def promote(config: Config, train_info: dict[str, Any], evaluation: dict[str, An
     champion that is current now (not one that has moved since). With a model registry
     configured (and `publish`), a passing model is pushed there and its aliases move too.
     `defer_champion` (a deploy follows): every gate must pass, `challenger` moves, and `champion`
-    is left to `mlops deploy --env production`, which moves it once production is live."""
+    is left to `mlops deploy --env production`, which moves it once production is live; without a
+    model registry nothing could follow the deploy, so `champion` moves here as before."""
     repo = registry.configured() if publish else None
     client = registry.connect(repo) if repo is not None else None  # down or refused: nothing moved yet
     tags: dict[str, str] = {k: str(train_info[k]) for k in ("git_sha", "data_hash", "config_hash") if k in train_info}
@@ -48,9 +49,13 @@ def promote(config: Config, train_info: dict[str, Any], evaluation: dict[str, An
     if not challenger_only and not evaluation.get("passed"):
         failed = "; ".join(evaluation.get("failures", [])) or "evaluation did not pass"
         raise PipelineError(f"promote: champion stays at version {previous or 'none'}: {failed}")
+    defer_champion = defer_champion and client is not None  # only a registry alias can follow the deploy
     if client is not None:
         result.update(publish_version(client, config, train_info, evaluation, challenger_only or defer_champion,
                                       check_champion=not challenger_only))
+        # MLflow's registry mirrors the OCI one: its version names the registry version and digest
+        tracking.tag_version(config, version, "registry_version", str(result["registry_version"]))
+        tracking.tag_version(config, version, "model_digest", result["model_digest"])
         if challenger_only:
             return {**result, "note": "challenger only: champion untouched"}
     if defer_champion:

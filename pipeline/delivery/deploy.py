@@ -273,7 +273,7 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     image = _image(config, args.image)
     verify_model(config, args.model_digest)  # before the rollout: a tampered or unsigned model never goes live
-    follow = alias_to_follow(args.env, args.model_digest)  # before the rollout: a registry that is down stops it here
+    follow = alias_to_follow(config, args.env, args.model_digest)  # before the rollout: a registry that is down stops it here
     code = (deploy_swarm if args.target == "swarm" else deploy_kubernetes)(config, args, image)
     if follow is not None:
         follow()
@@ -296,7 +296,7 @@ def verify_model(config: Any, digest: str | None) -> None:
     print(f"deploy: {repo.ref(digest)}: signature verified")
 
 
-def alias_to_follow(env: str, digest: str | None) -> Callable[[], None] | None:
+def alias_to_follow(config: Any, env: str, digest: str | None) -> Callable[[], None] | None:
     """What moves the registry alias of `env` to `digest` after a passing deploy (None: nothing to move)."""
     from pipeline import registry
 
@@ -312,5 +312,10 @@ def alias_to_follow(env: str, digest: str | None) -> Callable[[], None] | None:
     def move() -> None:
         registry.move_alias(client, alias, digest, expected)
         print(f"deploy: {repo} `{alias}` -> {digest}")
+        if os.environ.get("MLFLOW_TRACKING_URI"):  # MLflow's registry follows too
+            from pipeline import tracking
+
+            version = tracking.follow_alias(config, alias, digest)
+            print(f"deploy: MLflow `{alias}` -> " + (f"version {version}" if version else "nothing: no version has that digest"))
 
     return move

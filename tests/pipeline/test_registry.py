@@ -533,3 +533,12 @@ def test_serve_build_and_deploy_verify_a_registry_model_and_refuse_a_tampered_on
                      repo_copy / "serve.log", env=env, cwd=repo_copy).wait_ready(90)
     server.stop(30)
     assert "is not from the model registry: unsigned, not verified" in server.text()
+
+    # MLflow's registry mirrors the OCI one: its version carries the registry version and digest,
+    # and an alias that follows the deploy points at the version with that digest
+    from pipeline import tracking
+
+    config = load_config(repo_copy / "mlops.yaml")
+    assert tracking.follow_alias(config, tracking.CHAMPION, good) == "1"
+    assert tracking.alias_version(config, tracking.CHAMPION) == "1"
+    assert tracking.follow_alias(config, "staging", tampered.digest) is None
