@@ -261,7 +261,8 @@ def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -
     # the model registry's aliases follow the deploy, in order: `challenger` at promote (every gate
     # passed), `staging` after the staging smoke test, `champion` once production is live
     repository = f"{merge_runs['address']}/acme/{project}-model"
-    pushed = re.search(rf"promote: {re.escape(repository)} version 1 \((sha256:[0-9a-f]{{64}})\) is `challenger`(?! and)", result.log)
+    pushed = re.search(rf"promote: {re.escape(repository)} version 1 \((sha256:[0-9a-f]{{64}})\) is `challenger`(?! and)",
+                       result.log)
     assert pushed, "promote must push version 1 and move only `challenger`"
     digest = pushed.group(1)
     order = [result.log.index(pushed.group(0)), result.log.index(f"deploy: {repository} `staging` -> {digest}"),

@@ -66,7 +66,8 @@ def test_deployment_keeps_rollout_and_security_guarantees(env: str) -> None:
     # a private image pulls with the secret infra/README.md says how to create
     assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
     readme = (REPO / "infra" / "README.md").read_text()
-    assert f"-n {deployment['metadata']['namespace'].replace(env, 'staging')} create secret docker-registry registry-credentials" in readme
+    namespace = deployment["metadata"]["namespace"].replace(env, "staging")
+    assert f"-n {namespace} create secret docker-registry registry-credentials" in readme
     assert docs["PodDisruptionBudget"]["spec"]["minAvailable"] < docs["HorizontalPodAutoscaler"]["spec"]["minReplicas"]
 
 
