@@ -14,20 +14,24 @@ only once the smoke test passed. The registry is checked before the rollout star
 registry that is down fails the deploy before anything changes; a failed or rolled-back deploy
 leaves the alias where it was. With a public key or identity configured (pipeline/signing.py)
 that model is pulled and its signature verified before the rollout: a tampered or unsigned one
-is refused. Swarm deploys pass the client's registry login to the nodes (`--with-registry-auth`).
+is refused. Swarm deploys pass a registry login to the nodes (`--with-registry-auth`): the
+model registry's credentials when the image lives on the same host (`pull_login`), else the
+client's own.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +135,33 @@ def _spec_image(service: dict[str, Any] | None) -> str:
     return service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] if service else ""
 
 
+@contextlib.contextmanager
+def pull_login(image: str) -> Iterator[dict[str, str]]:
+    """The login the swarm nodes pull `image` with: with MLOPS_MODEL_REGISTRY_USERNAME/PASSWORD
+    set (on GitHub the workflow token) and the image on the model registry's host, a throwaway
+    Docker config logged in there (DOCKER_CONFIG), removed afterwards, so the token never lands in
+    ~/.docker; otherwise nothing (the client's own `docker login`, if any, is used)."""
+    from pipeline import registry
+
+    user = os.environ.get(f"{registry.ENV}_USERNAME", "")
+    password = os.environ.get(f"{registry.ENV}_PASSWORD", "")
+    repo = registry.configured()
+    host = image.split("/", 1)[0]
+    if not (user and password and repo is not None and repo.host == host):
+        yield {}
+        return
+    folder = tempfile.mkdtemp(prefix="mlops-docker-config-")
+    try:
+        login = subprocess.run(["docker", "--config", folder, "login", host, "--username", user, "--password-stdin"],
+                               input=password, capture_output=True, text=True)
+        if login.returncode != 0:
+            raise PipelineError(f"docker login {host} (for the swarm nodes to pull {image}) failed: "
+                                f"{docker_problem(login.stderr)}")
+        yield {"DOCKER_CONFIG": folder}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def wait_swarm_update(stack: str, previous_started: str | None, timeout: float) -> dict[str, Any]:
     """Poll until the update that began after `previous_started` reaches a terminal state."""
     deadline = time.monotonic() + timeout
@@ -156,8 +187,9 @@ def deploy_swarm(config: Any, args: argparse.Namespace, image: str) -> int:
     stack_file = infra_dir(config.root) / "swarm" / "stack.yml"
     files = [arg for path in [stack_file, *args.compose_file] for arg in ("-c", str(path))]
     # --with-registry-auth: the nodes pull a private image (GHCR) with this client's registry login
-    result = subprocess.run(["docker", "stack", "deploy", "--prune", "--with-registry-auth", *files, stack], env=env,
-                            capture_output=True, text=True)
+    with pull_login(image) as login:
+        result = subprocess.run(["docker", "stack", "deploy", "--prune", "--with-registry-auth", *files, stack],
+                                env={**env, **login}, capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"docker stack deploy {stack} failed: {docker_problem(result.stderr)}")
     after = _service(stack)

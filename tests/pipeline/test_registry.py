@@ -542,3 +542,30 @@ def test_serve_build_and_deploy_verify_a_registry_model_and_refuse_a_tampered_on
     assert tracking.follow_alias(config, tracking.CHAMPION, good) == "1"
     assert tracking.alias_version(config, tracking.CHAMPION) == "1"
     assert tracking.follow_alias(config, "staging", tampered.digest) is None
+
+
+@pytest.mark.engine
+def test_swarm_nodes_get_the_model_registrys_login_for_an_image_on_its_host(guarded: str, monkeypatch) -> None:
+    """`docker stack deploy --with-registry-auth` sends the client's login: with the registry's
+    credentials set, a throwaway Docker config is logged in to the image's host (and removed)."""
+    from pipeline.delivery.deploy import pull_login
+    from tests.engines import ensure_docker
+
+    try:
+        ensure_docker()
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+    monkeypatch.setenv(registry.ENV, f"{guarded}/team/model")
+    with pull_login(f"{guarded}/team/server@sha256:{'0' * 64}") as login:
+        assert login == {}  # no credentials: the client's own login, if any
+    monkeypatch.setenv(f"{registry.ENV}_USERNAME", "ci")
+    monkeypatch.setenv(f"{registry.ENV}_PASSWORD", "right")
+    with pull_login("ghcr.io/elsewhere/server:1") as login:
+        assert login == {}  # another host: not ours to log in to
+    with pull_login(f"{guarded}/team/server:1") as login:
+        folder = Path(login["DOCKER_CONFIG"])
+        assert guarded in json.loads((folder / "config.json").read_text())["auths"]
+    assert not folder.exists()
+    monkeypatch.setenv(f"{registry.ENV}_PASSWORD", "wrong")
+    with pytest.raises(PipelineError, match=f"docker login {guarded} .*failed"), pull_login(f"{guarded}/team/server:1"):
+        pass
