@@ -176,6 +176,31 @@ class PromoteConfig(Strict):
     registered_model: str | None = None
 
 
+class MonitorConfig(Strict):
+    """`mlops monitor`: live rows over `window`, split into `buckets` equal spans of time (of rows,
+    when the data has no timestamps); retraining is warranted when at least `breaches` of them
+    breach (a drifted feature, or a live metric failing its gate). A bucket with fewer than
+    `min_rows` rows (`min_labelled` labelled rows for the metrics) is "not enough data", never a
+    finding."""
+
+    window: str = Field(default="7d", pattern=r"^[0-9]+[mhdw]$")
+    buckets: int = Field(default=7, ge=1)
+    breaches: int = Field(default=3, ge=1)
+    min_rows: int = Field(default=50, ge=1)
+    min_labelled: int = Field(default=30, ge=1)
+    gates: list[Gate] | None = None  # live-metric gates; None: evaluate.gates
+    timestamp_column: str = "timestamp"
+    cooldown: str = Field(default="3d", pattern=r"^[0-9]+[mhdw]$")
+    data_dir: Path = Path("data/monitor")
+    max_train_rows: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _n_of_m(self) -> MonitorConfig:
+        if self.breaches > self.buckets:
+            raise ValueError(f"breaches ({self.breaches}) must be at most buckets ({self.buckets})")
+        return self
+
+
 class Config(Strict):
     project: str
     task: Literal["classification", "regression"]
@@ -185,6 +210,7 @@ class Config(Strict):
     train: TrainConfig
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
+    monitor: MonitorConfig = MonitorConfig()
     root: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("project")
@@ -229,6 +255,9 @@ class Config(Strict):
             yield from _slice_problems(f"evaluate.slices.{i}", item, columns, known, self.task)
         if spec.fairness:
             yield from _fairness_problems(spec.fairness, columns, known, self.task)
+        for i, gate in enumerate(self.monitor.gates or []):
+            if gate.metric not in known:
+                yield f"monitor.gates.{i}.metric: unknown metric {gate.metric!r} for {self.task} (known: {', '.join(known)})"
         if spec.champion and spec.champion.metric not in known:
             yield f"evaluate.champion.metric: unknown metric {spec.champion.metric!r} for {self.task}"
         for i, invariance in enumerate(spec.behaviour.invariance):

@@ -5,7 +5,7 @@ workflow find and edit its own comment on every re-run.
 
 from __future__ import annotations
 
-import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from pipeline.metrics import CLASSIFICATION, LOWER_IS_BETTER, REGRESSION
 
 MARKER = "<!-- mlops-report -->"
 PASS, FAIL, SKIP = "✅", "❌", "➖"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # line breaks and control characters in data values
 
 
 def consistent(loaded: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
@@ -104,7 +105,7 @@ def checks_section(evaluate: dict[str, Any]) -> list[str]:
     lines = ["### Model tests", "", "| check | result | detail |", "|---|:---:|---|"]
     if champ.get("interval") is not None:
         detail = (f"{champ['metric']} {champ['challenger']:.4f} vs {champ['champion']:.4f}: {champion_detail(champ)}; "
-                  f"champion from `{_text(champ['source'])}`")
+                  f"champion from {_text(champ['source'])}")
     else:
         detail = _text(champ.get("note") or "")
     lines.append(f"| champion comparison | {_mark(champ['passed'])} | {detail} |")
@@ -113,7 +114,7 @@ def checks_section(evaluate: dict[str, Any]) -> list[str]:
     if fair:
         what = fair["metric"] if fair["metric"] == PARITY else f"largest {fair['metric']} gap between groups"
         detail = (_text(fair["note"]) if fair.get("value") is None else
-                  f"{what} of `{_text(fair['column'])}` = {fair['value']:.4g} (max {fair['max']})")
+                  f"{what} of {_text(fair['column'])} = {fair['value']:.4g} (max {fair['max']})")
         if fair.get("too_small"):
             detail += f"; left out (too few rows): {_text(', '.join(fair['too_small']))}"
         lines.append(f"| fairness | {_mark(fair['passed'])} | {detail} |")
@@ -213,9 +214,15 @@ def _problem(p: dict[str, Any]) -> str:
 
 
 def _text(value: Any) -> str:
-    """Data-derived text made inert in Markdown: no HTML, no table breaks (the comment gate
-    refuses raw HTML, and a value like `<unknown>` must not cost the PR its report)."""
-    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
+    """Data-derived text as a code span, which GitHub renders as text: no HTML, no @mention and
+    no link from a category or column name (the comment gate refuses those outside code), and an
+    escaped `|` so a table row holds. The fence is longer than any backtick run in the value."""
+    text = _CONTROL.sub(" ", str(value)).replace("|", "\\|")
+    if not text.strip():
+        return text
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _mark(passed: bool) -> str:

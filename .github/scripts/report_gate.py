@@ -55,8 +55,10 @@ _IMAGE = re.compile(r"!\[")  # any image, inline, reference or shortcut
 _INLINE_TAGS = frozenset(["sub", "sup", "br", "b", "i", "em", "strong", "code", "kbd"])
 _LONE_TAG = re.compile(r"^<[^<>]*>\s*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-# `code spans` are text on GitHub: no mention, no link inside them.
-_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1")
+# `code spans` are text on GitHub: no HTML, mention or link inside them. Only spans GitHub reads
+# for sure: the opening run is whole and not backslash-escaped, the closer is a run of the same
+# length, and no unescaped `|` lies between (a table splits its cells there first).
+_CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`)(?:[^|\\]|\\.)+?(?<!`)\1(?!`)")
 # @user or @org/team as GitHub links them: not after a word character, `/` or another `@`.
 _MENTION = re.compile(r"(?<![\w/@.+-])@[A-Za-z0-9](?:[A-Za-z0-9-]*)(?:/[\w.-]+)?")
 # Link destinations: inline `](dest ...)` and link reference definitions `[label]: dest`.
@@ -159,18 +161,19 @@ def _check_lines(lines: list[str]) -> list[str]:
             problems.append(f"{REPORT}:{number}: code fence GitHub may not read as one ({where}) is not allowed")
         if _starts_html_block(_CONTAINER_PREFIX.sub("", line)):
             html_block = True
-        if number > 1 and ("<!" in line or "<?" in line):
+        text = line if html_block else _CODE_SPAN.sub("", line)  # in an HTML block, backticks are raw
+        if number > 1 and ("<!" in text or "<?" in text):
             problems.append(f"{REPORT}:{number}: HTML comment (hidden content) is not allowed")
-        for tag in _TAG.findall(line):
+        for tag in _TAG.findall(text):
             if tag.lower() not in ALLOWED_TAGS:
                 problems.append(f"{REPORT}:{number}: HTML tag <{tag}> is not allowed")
-        if _IMAGE.search(line):
+        if _IMAGE.search(text):
             problems.append(f"{REPORT}:{number}: images are not allowed (they would be fetched from elsewhere)")
-        problems += _check_mentions_and_links(number, line)
+        problems += _check_mentions_and_links(number, text)
     return problems
 
 
-def _check_mentions_and_links(number: int, line: str) -> list[str]:
+def _check_mentions_and_links(number: int, text: str) -> list[str]:
     """Mentions notify people and teams; links may only point at web pages or anchors.
 
     Data values (category names, column names) reach the report as text, so a PR could otherwise
@@ -178,7 +181,6 @@ def _check_mentions_and_links(number: int, line: str) -> list[str]:
     path or a directory: CML's publishing uploads every link target that exists as a local file
     (and throws EISDIR on a directory, posting nothing).
     """
-    text = _CODE_SPAN.sub("", line)
     problems = [f"{REPORT}:{number}: mention {mention} is not allowed (it would notify)" for mention in _MENTION.findall(text)]
     for target in [*_INLINE_LINK.findall(text), *_LINK_DEFINITION.findall(text)]:
         if not _SAFE_TARGET.match(target):

@@ -6,10 +6,11 @@ writing its module (a result model, a `run` function, one `STEP` declaration) an
 
 from __future__ import annotations
 
-from pipeline.steps import drift, evaluate, promote, report, train, validate
+from pipeline.steps import drift, evaluate, monitor, promote, report, train, validate
 from pipeline.steps.base import Step
 
-STEPS: tuple[Step, ...] = (validate.STEP, train.STEP, evaluate.STEP, report.STEP, promote.STEP, drift.STEP)
+STEPS: tuple[Step, ...] = (validate.STEP, train.STEP, evaluate.STEP, report.STEP, promote.STEP, drift.STEP,
+                         monitor.STEP)
 RUN_STEPS: tuple[Step, ...] = tuple(step for step in STEPS if step.in_run)
 
 

@@ -13,8 +13,9 @@ from pipeline.errors import PipelineError
 from pipeline.steps.base import Annotation, Context, Option, Step, StepResult, say
 from pipeline.steps.validate import DataProblem, check_file
 
-# Validation findings about the incoming data itself; drift and leakage findings are not defects of the feed.
-NOT_A_DEFECT = ("drift", "leakage.")
+# Validation findings that are not defects of an incoming feed: drift and leakage are findings,
+# and live data may come without its target (ground truth arrives later, if ever) or hold one class.
+NOT_A_DEFECT = ("drift", "leakage.", "target", "classes")
 
 
 class DriftResult(StepResult):

@@ -20,7 +20,6 @@ project name unique to the test run, so two runs sharing one engine cannot break
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import re
@@ -291,42 +290,51 @@ def test_a_manual_run_from_another_branch_does_nothing(venv_bin: Path, tmp_path:
         assert not result.job_succeeded(job), job
 
 
-def test_monitor_finds_drift_and_hands_the_data_to_the_retraining_job(venv_bin: Path, tmp_path: Path) -> None:
-    """Incoming data with heavier birds (still inside the contract's ranges): the file passes
-    `mlops validate --data`, drift.json names the drifted features, the job keeps the data for the PR."""
-    repo = actkit.copy_repo(tmp_path / "repo")
-    rows = list(csv.DictReader((repo / "data" / "penguins.csv").open()))
-    for row in rows:
-        if row["body_mass_g"]:
-            row["body_mass_g"] = str(float(row["body_mass_g"]) + 600)  # max 6300 + 600 <= 7000
-        if row["flipper_length_mm"]:
-            row["flipper_length_mm"] = str(float(row["flipper_length_mm"]) + 15)
-    with (repo / "data" / "incoming.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    state = tmp_path / "state"
-    result = actkit.run_act(repo, "workflow_dispatch", {"inputs": {}}, state=state, venv_bin=venv_bin,
-                            workdir=tmp_path / "run", workflow="monitor.yml", job="drift")
-    assert result.returncode == 0, result.log[-6000:]
-    assert "$ mlops --config mlops.yaml drift --data data/incoming.csv" in result.log
-    assert "Refuse unusable data" not in result.log  # exit 1 is drift, not a broken feed
-    artifact = result.artifact("retraining-data")
-    report = json.loads((artifact / "outputs" / "drift.json").read_text())
-    assert {"body_mass_g", "flipper_length_mm"} <= set(report["drifted"])
-    assert (artifact / "data" / "incoming.csv").is_file()
+MONITOR_EVENT = {"inputs": {}, "repository": {"full_name": "acme/model", "name": "model", "owner": {"login": "acme"},
+                                              "default_branch": "main", "visibility": "public"}}
 
 
-def test_monitor_refuses_broken_incoming_data_instead_of_retraining_on_it(venv_bin: Path, tmp_path: Path) -> None:
-    """An empty incoming file makes `mlops drift` exit 1 too; it must fail the drift job with the
-    validation problem, upload no retraining data, and so never reach the retraining job."""
+def test_monitor_on_a_fresh_copy_skips_with_a_notice_and_stays_green(venv_bin: Path, tmp_path: Path) -> None:
+    """No MONITOR_DATA_URL, no MLOPS_PREDICTION_LOG: nothing to monitor is not a failure."""
     repo = actkit.copy_repo(tmp_path / "repo")
-    (repo / "data" / "incoming.csv").write_text("")
-    result = actkit.run_act(repo, "workflow_dispatch", {"inputs": {}}, state=tmp_path / "state", venv_bin=venv_bin,
+    result = actkit.run_act(repo, "workflow_dispatch", MONITOR_EVENT, state=tmp_path / "state", venv_bin=venv_bin,
                             workdir=tmp_path / "run", workflow="monitor.yml")
+    assert result.returncode == 0, result.log[-6000:]
+    assert "$ mlops --config mlops.yaml monitor --open-pr --optional" in result.log
+    assert "::notice" in result.log and "no data source" in result.log
+    assert result.job_succeeded("monitor")
+
+
+def test_monitor_opens_one_retraining_pr_through_the_rest_api(venv_bin: Path, tmp_path: Path) -> None:
+    """Shifted live rows at MONITOR_DATA_URL: the job stays green (exit 1 is the finding), and the
+    LOCAL STAND-IN of the GitHub REST API holds exactly one PR on the retraining branch, whose
+    body is the monitor report."""
+    from tests.pipeline.monitor.conftest import live_rows
+    from tests.pipeline.monitor.github_standin import Repo, StandIn
+
+    repo = actkit.copy_repo(tmp_path / "repo")
+    live_rows(True).to_csv(repo / "data" / "live.csv", index=False)
+    standin = StandIn(Repo(owner="acme", name="model"))  # act takes the repository from the git remote
+    try:
+        result = actkit.run_act(repo, "workflow_dispatch", MONITOR_EVENT, state=tmp_path / "state", venv_bin=venv_bin,
+                                workdir=tmp_path / "run", workflow="monitor.yml",
+                                env={"GITHUB_API_URL": standin.url}, secrets={"GITHUB_TOKEN": standin.repo.token},
+                                variables={"MONITOR_DATA_URL": "data/live.csv"})
+    finally:
+        standin.close()
+    assert result.returncode == 0, result.log[-6000:]
+    assert "Retraining warranted" in result.log and "Fail on bad input" not in result.log.split("Retraining warranted")[-1]
+    [pr] = standin.open_pulls()
+    assert pr["head"]["ref"] == "mlops/retrain/penguins-sex"
+    assert pr["body"].startswith("<!-- mlops-monitor -->")
+
+
+def test_monitor_refuses_broken_live_data_with_a_red_job(venv_bin: Path, tmp_path: Path) -> None:
+    """An empty live file is bad input (exit 2): the job fails with the problem, no PR is attempted."""
+    repo = actkit.copy_repo(tmp_path / "repo")
+    (repo / "data" / "live.csv").write_text("")
+    result = actkit.run_act(repo, "workflow_dispatch", MONITOR_EVENT, state=tmp_path / "state", venv_bin=venv_bin,
+                            workdir=tmp_path / "run", workflow="monitor.yml", variables={"MONITOR_DATA_URL": "data/live.csv"})
     assert result.returncode != 0
     assert "empty file (0 bytes)" in result.log
-    assert "mlops drift exited 2: the incoming data is unusable" in result.log
-    assert not result.job_succeeded("drift")
-    assert "Push a branch with the new data" not in result.log  # the retraining job never ran
-    assert not result.artifact("retraining-data").exists()
+    assert not result.job_succeeded("monitor")

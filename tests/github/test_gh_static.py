@@ -136,7 +136,7 @@ def test_only_the_comment_and_retraining_jobs_may_write_to_pull_requests() -> No
     writers = [(path.name, name) for path in WORKFLOWS for name, job in load_yaml(path)["jobs"].items()
                if (job.get("permissions") or {}).get("pull-requests") == "write"]
     # the PR pipeline never writes; the comment job posts the report, the monitor job opens a retraining PR
-    assert sorted(writers) == [("comment.yml", "comment"), ("monitor.yml", "retrain")]
+    assert sorted(writers) == [("comment.yml", "comment"), ("monitor.yml", "monitor")]
 
 
 def test_comment_workflow_never_runs_pull_request_code() -> None:

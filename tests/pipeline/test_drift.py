@@ -133,3 +133,15 @@ def test_mlops_drift_refuses_data_missing_a_feature_with_exit_2(make_config, tmp
     code, text = run_drift(config, tmp_path / "incoming.csv", capsys)
     assert code == 2, text
     assert f"column '{column}': missing_column" in text
+
+
+def test_mlops_drift_judges_unlabelled_incoming_data(make_config, tmp_path, capsys):
+    """Live data has no ground truth yet: a missing target column is not a contract defect (exit
+    2) but data drift is judged on the features (here: exit 1, body_mass_g drifted)."""
+    config = make_config()
+    unlabelled = pd.read_csv(tmp_path / "data" / "penguins.csv").drop(columns=["sex"])
+    unlabelled["body_mass_g"] = (unlabelled["body_mass_g"] + 1500).clip(upper=6900)
+    unlabelled.to_csv(tmp_path / "unlabelled.csv", index=False)
+    code, text = run_drift(config, tmp_path / "unlabelled.csv", capsys)
+    assert code == 1, text
+    assert json.loads((tmp_path / "outputs" / "drift.json").read_text())["drifted"] == ["body_mass_g"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ from pipeline.config import load_config
 from pipeline.report import MARKER, build_report
 
 CONFIG = Path(__file__).resolve().parents[2] / "mlops.yaml"
+_GATE = importlib.util.spec_from_file_location("report_gate", CONFIG.parent / ".github" / "scripts" / "report_gate.py")
+gate = importlib.util.module_from_spec(_GATE)  # type: ignore[arg-type]
+_GATE.loader.exec_module(gate)  # type: ignore[union-attr]
 
 VALIDATE_OK = {"passed": True, "rows": 10, "source": "data.csv", "problems": [], "warnings": [], "checks_run": ["a", "b"],
                "data_hash": "d1", "drift": {"features": {"body_mass_g": {"test": "ks", "statistic": 0.3, "p_value": 0.001,
@@ -49,7 +53,7 @@ def test_passing_report_layout(tmp_path):
     assert summary["plots"] == ["confusion_matrix.png", "slices_accuracy.png"]
     assert ("roc_auc 0.9500 vs 0.9700: Δ -0.0200, 95% interval [-0.0180, +0.0040] (paired bootstrap, 1000 resamples "
             "of 84 rows), non-inferior if its worse end is within -0.02") in markdown
-    assert "| island | Dream | 4 | accuracy | 0.75 | ≥ 0.7 | ✅ |" in markdown
+    assert "| `island` | `Dream` | 4 | accuracy | 0.75 | ≥ 0.7 | ✅ |" in markdown
 
 
 def test_log_loss_is_never_drawn_on_the_accuracy_axis(tmp_path):
@@ -142,7 +146,7 @@ def test_failed_validation_report_names_the_problem_and_ignores_stale_outputs(tm
     markdown, summary = build_report(config, {"validate": failed, "train": TRAIN, "evaluate": evaluation(True)}, tmp_path)
     assert summary["verdict"] == "fail" and summary["metrics"] is None
     assert "Data validation failed (1 problem(s))" in markdown
-    assert "range: column body_mass_g expected in [2000, 7000]" in markdown
+    assert "`range`: column `body_mass_g` expected `in [2000, 7000]`" in markdown
     assert "### Metrics" not in markdown  # the old model's numbers must not appear
 
 
@@ -159,5 +163,20 @@ def test_data_values_cannot_inject_html_or_break_tables(tmp_path):
               "problems": [{"check": "allowed", "column": "island", "expected": "one of [Biscoe]",
                             "observed": "<unknown> | <img src=x>"}]}
     markdown, _ = build_report(config, {"validate": failed, "train": None, "evaluate": None}, tmp_path)
-    assert "<unknown>" not in markdown and "<img" not in markdown
-    assert "&lt;unknown&gt; \\| &lt;img src=x&gt;" in markdown
+    assert "`<unknown> \\| <img src=x>`" in markdown  # a code span: GitHub shows it as text
+    assert gate.check_markdown(markdown.encode()) == []
+
+
+@pytest.mark.parametrize("value", ["@octocat", "@acme/maintainers", "[x](/etc/passwd)", "[x](javascript:alert(1))",
+                                   "a`b", "`tick", "x``y``", "<!-- hidden -->", "![i](https://e.example/p.png)",
+                                   "line\nbreak", "bell\x07"])
+def test_data_values_reach_the_report_as_text_the_gate_accepts(tmp_path, value):
+    """A category or column name may hold a mention, a link or HTML: the report shows it verbatim
+    in a code span, which the comment gate lets through and GitHub renders as text."""
+    config = load_config(CONFIG)
+    failed = {**VALIDATE_OK, "passed": False,
+              "problems": [{"check": "allowed", "column": "island", "expected": "one of [Biscoe]", "observed": value}]}
+    markdown, _ = build_report(config, {"validate": failed, "train": None, "evaluate": None}, tmp_path)
+    assert gate.check_markdown(markdown.encode()) == []
+    shown = " ".join(value.replace("\n", " ").replace("\x07", " ").split())
+    assert any(shown in line for line in markdown.splitlines())

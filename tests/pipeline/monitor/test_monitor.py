@@ -1,0 +1,194 @@
+"""`mlops monitor` on live files: the N-of-M rule, the minimum sample size, unlabelled rows,
+bad input (exit 2), no data source, and the written outputs (JSON, Markdown, Prometheus)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+
+def monitor(config: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["--config", str(config), "monitor", *args])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def result(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "outputs" / "monitor.json").read_text())
+
+
+def test_shifted_live_data_warrants_retraining_with_exit_1(make_config, write_live, tmp_path, capsys):
+    code, text = monitor(make_config(), "--data", str(write_live("live.csv", shift=True)), capsys=capsys)
+    assert code == 1, text
+    out = result(tmp_path)
+    assert out["verdict"] == "retrain" and out["retrain_warranted"] is True
+    assert {"body_mass_g", "flipper_length_mm"} <= set(out["drift"]["drifted"])
+    assert out["metrics"]["accuracy"] < 0.8 and "accuracy" in [g["metric"] for g in out["gates"] if not g["passed"]]
+    markdown = (tmp_path / "outputs" / "monitor.md").read_text()
+    assert markdown.splitlines()[1].startswith("## ❌ penguins-sex: Retraining warranted")
+    prom = (tmp_path / "outputs" / "monitor.prom").read_text()
+    for line in ('mlops_monitor_retrain_warranted{project="penguins-sex"} 1.0',
+                 'mlops_monitor_drifted{feature="body_mass_g",project="penguins-sex"} 1.0',
+                 'mlops_monitor_live_metric{metric="accuracy",project="penguins-sex"}',
+                 'mlops_monitor_drift_psi{feature="body_mass_g",project="penguins-sex"}',
+                 'mlops_monitor_labelled_rows{project="penguins-sex"} 333.0'):
+        assert line in prom
+
+
+def test_healthy_live_data_exits_0(make_config, write_live, tmp_path, capsys):
+    code, text = monitor(make_config(), "--data", str(write_live("live.csv", shift=False)), capsys=capsys)
+    assert code == 0, text
+    assert result(tmp_path)["verdict"] == "healthy" and result(tmp_path)["breaches"] == 0
+    assert 'mlops_monitor_retrain_warranted{project="penguins-sex"} 0.0' in (tmp_path / "outputs" / "monitor.prom").read_text()
+
+
+def test_live_metrics_use_evaluates_definitions(make_config, write_live, tmp_path, capsys):
+    """The same numbers `pipeline.metrics` gives for the same truth, prediction and score."""
+    import numpy as np
+    import pandas as pd
+    from sklearn import metrics as skm
+
+    path = write_live("live.csv", shift=True)
+    monitor(make_config(), "--data", str(path), capsys=capsys)
+    frame = pd.read_csv(path)
+    live = result(tmp_path)["metrics"]
+    assert live["accuracy"] == pytest.approx(float(np.mean(frame["sex"] == frame["prediction"])))
+    assert live["roc_auc"] == pytest.approx(skm.roc_auc_score(frame["sex"] == "male", frame["score"]))
+    assert live["f1"] == pytest.approx(skm.f1_score(frame["sex"], frame["prediction"], pos_label="male"))
+
+
+def test_n_of_m_one_bad_day_of_three_is_not_a_trend(make_config, write_live, tmp_path, capsys):
+    """Timestamps put the rows in 3 daily buckets; the rule wants 2 breaches: one bad day is
+    reported per bucket but does not warrant retraining, two do."""
+    import pandas as pd
+
+    day = 86_400.0
+
+    def days(shifted_days: int):
+        def edit(frame: pd.DataFrame) -> pd.DataFrame:
+            from tests.pipeline.monitor.conftest import live_rows
+
+            shifted = live_rows(True, seed=1)
+            parts = []
+            for d in range(3):
+                rows = (shifted if d < shifted_days else frame).iloc[d * 111:(d + 1) * 111].copy()
+                rows["timestamp"] = 1_700_000_000 + d * day + day / 2 + (rows.index % 100) * 60
+                parts.append(rows)
+            return pd.concat(parts)
+        return edit
+
+    config = make_config(lambda raw: raw["monitor"].update(window="3d"))
+    code, _ = monitor(config, "--data", str(write_live("one.csv", False, edit=days(1))), capsys=capsys)
+    assert code == 0
+    assert [b["status"] for b in result(tmp_path)["buckets"]] == ["breach", "ok", "ok"]
+    code, _ = monitor(config, "--data", str(write_live("two.csv", False, edit=days(2))), capsys=capsys)
+    assert code == 1
+    assert [b["status"] for b in result(tmp_path)["buckets"]] == ["breach", "breach", "ok"]
+
+
+def test_rows_older_than_the_window_are_left_out(make_config, write_live, tmp_path, capsys):
+    def edit(frame):
+        frame["timestamp"] = [1_700_000_000 - (0 if i < 200 else 30 * 86_400) for i in range(len(frame))]
+        return frame
+
+    monitor(make_config(), "--data", str(write_live("live.csv", False, edit=edit)), "--window", "7d", capsys=capsys)
+    assert result(tmp_path)["rows"] == 200
+
+
+def test_below_the_minimum_sample_size_is_not_enough_data_not_a_finding(make_config, write_live, tmp_path, capsys):
+    code, text = monitor(make_config(), "--data", str(write_live("live.csv", True, edit=lambda f: f.head(60))),
+                         capsys=capsys)
+    assert code == 0, text
+    out = result(tmp_path)
+    assert out["verdict"] == "not enough data" and "Not enough data" in out["headline"]
+    assert 'mlops_monitor_enough_data{project="penguins-sex"} 0.0' in (tmp_path / "outputs" / "monitor.prom").read_text()
+
+
+def test_unlabelled_rows_without_a_target_column_are_judged_for_drift(make_config, write_live, tmp_path, capsys):
+    path = write_live("live.csv", True, edit=lambda f: f.drop(columns=["sex", "prediction", "score"]))
+    code, text = monitor(make_config(), "--data", str(path), capsys=capsys)
+    assert code == 1, text
+    out = result(tmp_path)
+    assert out["labelled"] == 0 and out["metrics"] == {} and "body_mass_g" in out["drift"]["drifted"]
+    assert "live metrics not judged" in out["buckets"][0]["notes"][-1]
+
+
+def test_partly_labelled_rows_are_fine(make_config, write_live, tmp_path, capsys):
+    def edit(frame):
+        frame.loc[frame.index % 2 == 0, "sex"] = None
+        return frame
+
+    code, text = monitor(make_config(), "--data", str(write_live("live.csv", False, edit=edit)), capsys=capsys)
+    assert code == 0, text
+    assert result(tmp_path)["labelled"] == 166
+
+
+def test_a_live_file_that_breaks_the_contract_is_exit_2_not_drift(make_config, write_live, tmp_path, capsys):
+    def edit(frame):
+        frame.loc[5, "body_mass_g"] = 99_999
+        return frame
+
+    code, text = monitor(make_config(), "--data", str(write_live("live.csv", True, edit=edit)), capsys=capsys)
+    assert code == 2, text
+    assert "line 7: column 'body_mass_g': range" in text and "the live data is unusable" in text
+    assert "Traceback" not in text and not (tmp_path / "outputs" / "monitor.json").exists()
+
+
+def test_no_data_source_is_exit_2_or_a_notice_with_optional(make_config, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MONITOR_DATA_URL", raising=False)
+    monkeypatch.delenv("MLOPS_PREDICTION_LOG", raising=False)
+    config = make_config()
+    code, text = monitor(config, capsys=capsys)
+    assert code == 2 and "no data source" in text and "MONITOR_DATA_URL" in text
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "gh-output"))
+    code, text = monitor(config, "--optional", capsys=capsys)
+    assert code == 0, text
+    assert "::notice" in text and "no data source" in text
+    assert "verdict=no data source" in (tmp_path / "gh-output").read_text()
+
+
+def test_a_bad_window_and_a_bad_monitor_key_are_clear_errors(make_config, write_live, capsys):
+    code, text = monitor(make_config(), "--data", str(write_live("live.csv", False)), "--window", "week", capsys=capsys)
+    assert code == 2 and "'week' is not a duration such as 30m, 12h, 7d or 2w" in text
+    config = make_config(lambda raw: raw["monitor"].update(breach=2))
+    code, text = monitor(config, "--data", "x.csv", capsys=capsys)
+    assert code == 2 and "monitor.breach: unknown key" in text
+    config = make_config(lambda raw: raw["monitor"].update(breaches=9))
+    code, text = monitor(config, "--data", "x.csv", capsys=capsys)
+    assert "breaches (9) must be at most buckets (3)" in text
+
+
+def test_the_prediction_log_source_reads_export_rows(make_config, tmp_path, monkeypatch, capsys):
+    """The adapter against predlog's documented read side (`export_rows`), until it is on main:
+    a module of that name and signature stands in for it here."""
+    import sys
+    import time
+    import types
+
+    from tests.pipeline.monitor.conftest import live_rows
+
+    frame = live_rows(True)
+    features = [c for c in frame.columns if c not in ("sample_id", "sex", "year", "prediction", "score")]
+    now = time.time()
+    calls = []
+
+    def export_rows(url, since=None, until=None):
+        calls.append((url, since, until))
+        for i, row in frame.iterrows():
+            yield {"request_id": f"r{i}", "row": 0, "ts": now - 60 * i, "model_version": "3", "model_digest": "sha256:x",
+                   "id": row["sample_id"], "features": {c: row[c] for c in features}, "prediction": row["prediction"],
+                   "score": row["score"], "label": row["sex"] if i % 3 else None}
+
+    module = types.ModuleType("pipeline.serving.predlog")
+    module.export_rows = export_rows  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pipeline.serving.predlog", module)
+    code, text = monitor(make_config(), "--log", "sqlite:///predictions.db", "--window", "6h", capsys=capsys)
+    assert code == 1, text
+    out = result(tmp_path)
+    assert calls and calls[0][0] == "sqlite:///predictions.db" and calls[0][2] - calls[0][1] == pytest.approx(6 * 3600)
+    assert out["rows"] == 333 and out["labelled"] == 222
