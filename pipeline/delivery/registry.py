@@ -35,9 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pipeline import registry
 
-    if not args.repository:
+    given = args.repository if args.repository and args.repository.strip() != "off" else None
+    repo = registry.parse(given) if given else registry.configured()  # on GitHub: the derived default
+    if repo is None:
         raise PipelineError(f"mlops registry: no repository: set {registry.ENV} or pass --repository host[:port]/path")
-    client = registry.connect(registry.parse(args.repository))
+    client = registry.connect(repo)
     if args.action == "list":
         print(list_text(client))
         return 0

@@ -569,3 +569,9 @@ def test_swarm_nodes_get_the_model_registrys_login_for_an_image_on_its_host(guar
     monkeypatch.setenv(f"{registry.ENV}_PASSWORD", "wrong")
     with pytest.raises(PipelineError, match=f"docker login {guarded} .*failed"), pull_login(f"{guarded}/team/server:1"):
         pass
+
+
+def test_mlops_registry_without_a_repository_says_how_to_name_one(capsys) -> None:
+    assert cli(["registry", "list"]) == 1  # MLOPS_MODEL_REGISTRY=off (the tests' default)
+    expected = "mlops registry: no repository: set MLOPS_MODEL_REGISTRY or pass --repository host[:port]/path"
+    assert expected in capsys.readouterr().err
