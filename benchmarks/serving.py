@@ -10,10 +10,13 @@ start to ready (median of cold starts); image sizes (ours from the engine, mlflo
 Ours starts as the image does (`python -m pipeline.serving`, 2 workers) on the model converted
 as `mlops build` converts it. Servers run side by side and each case is measured for each in
 turn, so load from other processes hits all alike. wrk's timeout is 30 s.
-Prints the tables and each goal of issue 12 as PASS/FAIL.
+Prints the tables and each goal of issue 12 as PASS/FAIL. The prediction log (issue 10): ours
+logs into a sqlite file as the image does; the same server with MLOPS_PREDICTION_LOG=off runs
+beside it, single-row requests at 64 clients alternate between the two, and the ratio of their
+throughputs is the log's cost (goal: at most 10%). `--log-only` measures just that.
 
 Usage: python benchmarks/serving.py [--model DIR] [--duration 10] [--image REF] [--baseline-image REF]
-                                    [--baseline REPO (a checkout with its own .venv)]
+                                    [--baseline REPO (a checkout with its own .venv)] [--log-only [--rounds 3]]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +44,7 @@ ROW = {"species": "Gentoo", "island": "Biscoe", "clutch_completion": "yes", "cul
 ISSUE_BASELINE = {"rps_64": 1519.0, "image_mb": 318.0}  # main before ONNX, as issue 12 measured it
 MLFLOW_SLIM_BASE_MB = 131  # python:3.11-slim, uncompressed, as published on Docker Hub (cannot pull here)
 WRK_TIMEOUT = "30s"
+LOG_COST_GOAL = 0.10  # issue 10: the prediction log may cost at most 10% of throughput at 64 clients
 
 
 def train_model(dest: Path) -> Path:
@@ -142,6 +147,8 @@ def start(kind: str, model: Path, port: int, env: dict[str, str] | None = None, 
           python: str = sys.executable, cwd: Path = REPO) -> tuple[subprocess.Popen, float]:
     """Start a server; return it and seconds from spawn to ready. `ours` starts as the image does."""
     environ = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
+    if kind != "mlflow" and "MLOPS_PREDICTION_LOG" not in environ:  # the log on, in a file of its own (as the image)
+        environ["MLOPS_PREDICTION_LOG"] = str(Path(tempfile.mkdtemp(prefix="predlog-bench-")) / "predictions.db")
     if kind == "mlflow":
         cmd = [str(BIN / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local", "-h", "127.0.0.1", "-p",
                str(port)]
@@ -223,6 +230,59 @@ def load(servers: dict[str, int], duration: int, cases: list[tuple[str, int, int
     return results
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (fixed ones would collide with another benchmark on the machine)."""
+    socks = [socket.socket() for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def log_cost(model: Path, contract: Path, duration: int, rounds: int) -> tuple[float, float, list[str]]:
+    """Requests/s at 64 clients with the prediction log on (sqlite) and off, the two servers
+    measured in alternation for `rounds` rounds; returns the medians and one line per round."""
+    port_on, port_off = free_ports(2)
+    on = start("ours", model, port_on, contract=contract)[0]
+    off = start("ours", model, port_off, env={"MLOPS_PREDICTION_LOG": "off"}, contract=contract)[0]
+    body, lines = {"rows": [ROW]}, []
+    rps: dict[str, list[float]] = {"on": [], "off": []}
+    try:
+        for port in (port_on, port_off):
+            wrk(f"http://127.0.0.1:{port}/predict", body, 64, 2)  # warm connections and caches
+        for n in range(rounds):
+            order = [("on", port_on), ("off", port_off)] if n % 2 == 0 else [("off", port_off), ("on", port_on)]
+            for name, port in order:
+                result = wrk(f"http://127.0.0.1:{port}/predict", body, 64, duration)
+                rps[name].append(result["rps"])
+                lines.append(f"round {n + 1}, log {name}: {result['rps']:,.0f} req/s "
+                             f"(p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, errors {result['errors']})")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port_on}/metrics", timeout=5) as resp:
+            metrics = resp.read().decode()
+        written = re.findall(r"^serving_prediction_log_rows_total (\S+)$", metrics, re.M)
+        dropped = re.findall(r"^serving_prediction_log_dropped_total\{[^}]*\} (\S+)$", metrics, re.M)
+        lines.append(f"log on: {float(written[0]) if written else 0:,.0f} rows written, "
+                     f"{sum(map(float, dropped)):,.0f} dropped")
+    finally:
+        stop(on)
+        stop(off)
+    return statistics.median(rps["on"]), statistics.median(rps["off"]), lines
+
+
+def print_log_cost(on: float, off: float, lines: list[str]) -> bool:
+    print("\nPrediction log, 1 row at 64 clients, 2 workers each (wrk, alternating):")
+    for line in lines:
+        print(f"- {line}")
+    cost = 1 - on / off if off else float("nan")
+    met = cost == cost and cost <= LOG_COST_GOAL
+    print(f"median: log on {on:,.0f} req/s, log off {off:,.0f} req/s: on/off = {on / off:.3f}")
+    print(f"- {'PASS' if met else 'FAIL'}: the prediction log costs <= {LOG_COST_GOAL:.0%} of throughput: "
+          f"{cost:.1%} (issue 10)")
+    return met
+
+
 def image_mb(image: str | None) -> float | None:
     if not image or not shutil.which("docker"):
         return None
@@ -262,11 +322,16 @@ def main() -> int:
     parser.add_argument("--baseline", type=Path, help="a checkout (with .venv) whose server to compare, e.g. main")
     parser.add_argument("--skip-image-estimate", action="store_true", help="skip mlflow's image estimate (installs mlflow)")
     parser.add_argument("--ready-rounds", type=int, default=3, help="cold starts per server for the ready time")
+    parser.add_argument("--log-only", action="store_true", help="only the prediction log's cost (log on vs off)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the log on/off comparison")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     model = args.model or train_model(Path(tempfile.mkdtemp()) / "model")
     contract, conversion = convert(model)
     print(f"conversion: {conversion.runtime} ({conversion.detail})")
+    if args.log_only:
+        print(f"load average at start {load_before:.2f} on {os.cpu_count()} cores")
+        return 0 if print_log_cost(*log_cost(model, contract, args.duration, args.rounds)) else 1
     limit = in_process(model, contract)
     sklearn_model = shutil.copytree(model, model.parent / "sklearn-model", ignore=shutil.ignore_patterns("model.onnx*"))
     starters: dict[str, Any] = {
@@ -289,6 +354,7 @@ def main() -> int:
         for proc, _ in started:
             stop(proc)
     report(args, load_before, limit, ready, results, cases, model)
+    print_log_cost(*log_cost(model, contract, args.duration, args.rounds))
     return 0
 
 

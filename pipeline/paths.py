@@ -36,6 +36,13 @@ class Paths:
         return os.environ.get("MLFLOW_TRACKING_URI") or self.local_tracking_uri
 
     @property
+    def prediction_log(self) -> str:
+        """Where `mlops serve` logs predictions and labels (pipeline/serving/predlog.py) and the
+        monitor reads them: MLOPS_PREDICTION_LOG (a sqlite path, postgresql://..., or off), else a
+        sqlite file under .mlops/."""
+        return os.environ.get("MLOPS_PREDICTION_LOG") or str(self.state / "predictions.db")
+
+    @property
     def artifact_root(self) -> Path:
         return self.state / "artifacts"
 

@@ -1,4 +1,4 @@
-"""Start the real engines tests need: Docker engine, local registry, swarm, Prometheus, base image.
+"""Start the real engines tests need: Docker engine, local registry, swarm, Prometheus, PostgreSQL, base image.
 
 Why: the proofs run against the real thing, not mocks. Every `ensure_*` is idempotent (a running
 engine is reused, a second call costs one probe) and raises EngineUnavailable with the reason when
@@ -17,9 +17,11 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,6 +192,54 @@ def start_prometheus(targets: list[str], port: int | None = None, interval: str 
         proc.terminate()
         raise
     return proc, url
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------
+
+def postgres_bin() -> Path | None:
+    """The newest Debian PostgreSQL server binaries (apt-get install postgresql), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+                   if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+def start_postgres() -> tuple[str, Callable[[], None]]:
+    """A throwaway PostgreSQL cluster on a free loopback port with a uniquely named database;
+    returns (postgresql:// URL, stop). Not shared: each caller gets its own data dir.
+
+    initdb refuses root, so as root the cluster runs as the `postgres` user (runuser)."""
+    binaries = postgres_bin()
+    if binaries is None:
+        raise EngineUnavailable("PostgreSQL is not installed (apt-get install postgresql)")
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+    sockets = Path(tempfile.mkdtemp(prefix="mlops-pg-sock-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+        shutil.chown(sockets, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    database = f"mlops_{RUN_TAG}_{port}"
+
+    def run(*cmd: str) -> None:
+        done = _run(*as_user, *cmd, timeout=60)
+        if done.returncode != 0:
+            raise EngineUnavailable(f"{cmd[0]} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+
+    def stop() -> None:
+        _run(*as_user, str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop", timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(sockets, ignore_errors=True)
+
+    run(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+    try:
+        run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-o",
+            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        run(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", database)
+    except EngineUnavailable:
+        stop()
+        raise
+    return f"postgresql://postgres@127.0.0.1:{port}/{database}", stop
 
 
 def ensure_all() -> None:

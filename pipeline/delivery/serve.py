@@ -7,6 +7,8 @@ derives the request contract from mlops.yaml and starts the same server the imag
 `resolve_model` is shared with `mlops build`. Like the build, it first converts the model to ONNX
 next to it (pipeline/delivery/onnx.py; once per model file) and serves it with onnxruntime when
 the graph agrees with scikit-learn, else with scikit-learn; it says which.
+Predictions and labels are logged to `.mlops/predictions.db` unless MLOPS_PREDICTION_LOG says
+otherwise (paths.py).
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def main(args: argparse.Namespace) -> int:
     from pipeline.config import load_config
     from pipeline.delivery import onnx
     from pipeline.delivery.contract import from_config
+    from pipeline.paths import Paths
     from pipeline.serving import predictor
     from pipeline.serving.server import serve
 
@@ -109,6 +112,7 @@ def main(args: argparse.Namespace) -> int:
     for tag, env in (("git_sha", "MLOPS_GIT_SHA"), ("data_hash", "MLOPS_DATA_HASH")):
         if tag in resolved.tags:
             os.environ.setdefault(env, resolved.tags[tag])
+    os.environ["MLOPS_PREDICTION_LOG"] = Paths(config.root).prediction_log
     contract = from_config(config)
     if predictor.load_onnx(resolved.path, contract) is None:  # none yet, or made from another model file
         conversion = onnx.convert(resolved.path, contract)

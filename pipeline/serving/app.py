@@ -1,4 +1,4 @@
-"""The FastAPI app: /predict, /health, /ready, /metrics, /version and the OpenAPI document.
+"""The FastAPI app: /predict, /feedback, /health, /ready, /metrics, /version and the OpenAPI document.
 
 Why the body is read by hand: the size limit (413), the content type (415) and one strict
 JSON parse (pydantic-core, no Python json round trip) come before any work, and malformed JSON
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipeline.serving import predictor as predictor_mod
 from pipeline.serving.contract import Contract
 from pipeline.serving.metrics import Metrics, method_label
-from pipeline.serving.schema import ErrorResponse, PredictResponse, Status, VersionResponse, request_model
+from pipeline.serving.predlog import OFF, FeedbackError, PredictionLog, Record
+from pipeline.serving.schema import (
+    ErrorResponse,
+    FeedbackResponse,
+    PredictResponse,
+    Status,
+    VersionResponse,
+    feedback_model,
+    request_model,
+)
 from pipeline.serving.settings import Settings
 
 
@@ -38,6 +48,7 @@ class State:
     request_model: type[BaseModel]
     metrics: Metrics
     predictor: predictor_mod.Predictor | None = None
+    log: PredictionLog | None = None  # None: MLOPS_PREDICTION_LOG=off (or not started yet)
     ready: bool = False
     draining: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -106,9 +117,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _parse(state: State, body: bytes) -> list[dict[str, Any]]:
+def _parse(state: State, body: bytes, model: type[BaseModel] | None = None) -> Any:
     try:
-        parsed = state.request_model.model_validate_json(body)
+        parsed = (model or state.request_model).model_validate_json(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
         if any(e["type"] == "json_invalid" for e in errors):
@@ -117,17 +128,24 @@ def _parse(state: State, body: bytes) -> list[dict[str, Any]]:
             raise ApiError(413, f"too many rows: at most {state.settings.max_rows} per request") from None
         fields = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
         raise ApiError(422, f"{len(fields)} invalid field(s)", fields) from None
-    return [row.__dict__ for row in parsed.rows]  # type: ignore[attr-defined]
+    return parsed if model else [row.__dict__ for row in parsed.rows]  # type: ignore[attr-defined]
 
 
-def _predict(state: State, rows: list[dict[str, Any]], observe: bool = True) -> dict[str, Any]:
-    """Runs in a worker thread: frame, predict, monitoring (not for warm-up rows); returns the payload."""
+def _predict(state: State, rows: list[dict[str, Any]], request_id: str = "") -> dict[str, Any]:
+    """Runs in a worker thread: frame, predict, monitoring and the prediction log (not for warm-up
+    rows, which have no request id); returns the payload."""
     assert state.predictor is not None
     result = state.predictor.predict_rows(rows)
-    if observe:
+    payload: dict[str, Any] = {"request_id": request_id}
+    if request_id:
         state.metrics.observe_inputs(rows, state.contract)
         state.metrics.observe_predictions(result.predictions, result.scores)
-    payload: dict[str, Any] = {"predictions": result.predictions, "model_version": state.settings.model_version}
+        if state.log is not None:
+            state.log.record(Record(request_id, time.time(), rows, result.predictions, result.scores, result.probabilities))
+        id_field = state.contract.id_field
+        if id_field is not None and any(row.get(id_field.name) is not None for row in rows):
+            payload["ids"] = [row.get(id_field.name) for row in rows]
+    payload |= {"predictions": result.predictions, "model_version": state.settings.model_version}
     if result.probabilities is not None:
         payload["classes"] = result.classes
         payload["probabilities"] = result.probabilities
@@ -145,9 +163,29 @@ def _warm_up(state: State) -> None:
     print(f"model served by {state.predictor.runtime}", file=sys.stderr, flush=True)
     rows = predictor_mod.warm_up_rows(model_dir, state.contract)
     for _ in range(3):
-        _predict(state, rows, observe=False)
+        _predict(state, rows)
     state.metrics.model_info.labels(settings.model_version, settings.git_sha).set(1)
+    state.log = _prediction_log(state)
     state.ready = True
+
+
+def _prediction_log(state: State) -> PredictionLog | None:
+    """This process's prediction log writer, started (after the fork: one writer thread per worker)."""
+    settings, metrics = state.settings, state.metrics
+    if settings.prediction_log.strip().lower() == OFF:
+        return None
+    assert state.predictor is not None
+    try:
+        digest = "sha256:" + predictor_mod.model_hash(settings.model_dir, state.predictor.info)
+    except (KeyError, OSError):
+        digest = "unknown"
+    log = PredictionLog(settings.prediction_log, model_version=settings.model_version, model_digest=digest,
+                        id_column=state.contract.id_field.name if state.contract.id_field else None,
+                        retention_days=settings.prediction_log_retention_days,
+                        on_written=metrics.log_written.inc,
+                        on_dropped=lambda reason, rows: metrics.log_dropped.labels(reason).inc(rows))
+    log.start()
+    return log
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -169,6 +207,8 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         await anyio.to_thread.run_sync(_warm_up, state)
         yield
         state.ready = False
+        if state.log is not None:  # graceful shutdown: what is queued gets written
+            await anyio.to_thread.run_sync(state.log.close)
 
     app = FastAPI(
         title=f"{contract.project} model server",
@@ -201,16 +241,60 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         if not state.ready:
             raise ApiError(503, "draining" if state.draining else "model not loaded yet")
         rows = _parse(state, body)
+        request_id = uuid.uuid4().hex
         if state.predictor is not None and state.predictor.is_fast(len(rows)):
             # onnxruntime on a few rows: tens of microseconds, bounded; a thread hop would cost more.
-            return _json(200, _predict(state, rows))
+            return _answer(_predict(state, rows, request_id))
         try:
             with anyio.fail_after(settings.predict_timeout):
-                payload = await anyio.to_thread.run_sync(_predict, state, rows, abandon_on_cancel=True)
+                payload = await anyio.to_thread.run_sync(_predict, state, rows, request_id, abandon_on_cancel=True)
         except TimeoutError:
             state.metrics.timeouts.inc()
             raise ApiError(503, f"prediction took longer than {settings.predict_timeout}s") from None
-        return _json(200, payload)
+        return _answer(payload)
+
+    def _answer(payload: dict[str, Any]) -> Response:
+        response = _json(200, payload)
+        response.headers["x-request-id"] = payload["request_id"]
+        return response
+
+    feedback_body = feedback_model(contract, settings.max_rows)
+
+    @app.post(
+        "/feedback",
+        response_model=FeedbackResponse,
+        responses={k: v for k, v in ERROR_RESPONSES.items() if k != 503} | {503: {
+            "model": ErrorResponse, "description": "not ready, or the prediction log is off"}},
+        summary="Record the ground truth for predicted rows",
+        description="`{\"request_id\", \"labels\"}`: one label per row of that /predict request, in order; or "
+                    "`{\"ids\", \"labels\"}`: labels for rows by the contract's id column.",
+        openapi_extra={"requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FeedbackRequest"}}},
+        }},
+    )
+    async def feedback(request: Request) -> Response:
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise ApiError(415, "content type must be application/json")
+        body = await _read_body(request, settings.max_body_bytes)
+        if state.log is None:
+            raise ApiError(503, "the prediction log is off (MLOPS_PREDICTION_LOG=off)" if state.ready else "model not loaded yet")
+        parsed = _parse(state, body, feedback_body)
+        labels, request_id, ids = parsed.labels, parsed.request_id, parsed.ids
+        if (request_id is None) == (ids is None):
+            raise ApiError(422, "1 invalid field(s)", [{"loc": ["request_id"], "msg": "give either request_id or ids",
+                                                        "type": "missing" if request_id is None else "extra_forbidden"}])
+        if ids is not None and len(ids) != len(labels):
+            raise ApiError(422, "1 invalid field(s)", [{"loc": ["labels"], "msg": f"{len(ids)} id(s) but {len(labels)} label(s)",
+                                                        "type": "length_mismatch"}])
+        try:
+            count = await anyio.to_thread.run_sync(lambda: state.log.feedback(labels, request_id, ids))  # type: ignore[union-attr]
+        except FeedbackError as exc:
+            raise ApiError(422, "1 invalid field(s)", [{"loc": exc.loc, "msg": exc.msg, "type": "unknown"}]) from None
+        except Exception as exc:
+            raise ApiError(503, f"the prediction log cannot be read: {type(exc).__name__}: {exc}") from None
+        return _json(200, {"labelled": count})
 
     @app.get("/health", response_model=Status, summary="Liveness: the process answers")
     async def health() -> Response:
@@ -242,6 +326,9 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
             components = doc.setdefault("components", {}).setdefault("schemas", {})
             components.update(schema.pop("$defs", {}))
             components["PredictRequest"] = schema
+            feedback_schema = feedback_body.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(feedback_schema.pop("$defs", {}))
+            components["FeedbackRequest"] = feedback_schema
             app.openapi_schema = doc
         return app.openapi_schema
 

@@ -38,6 +38,11 @@ class Contract:
     fields: list[FieldSpec] = field(default_factory=list)
     target_min: float | None = None  # the target's declared range (regression: /metrics buckets)
     target_max: float | None = None
+    # Accepted in a row but never model inputs: the row key (echoed back and logged, labels join
+    # by it) and the contract's `feature: false` columns (accepted and ignored).
+    id_field: FieldSpec | None = None
+    extra_fields: list[FieldSpec] = field(default_factory=list)
+    label_field: FieldSpec | None = None  # the target as /feedback accepts it
 
     @property
     def feature_names(self) -> list[str]:
@@ -49,7 +54,10 @@ class Contract:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Contract:
         fields = [FieldSpec(**f) for f in raw.pop("fields")]
-        return cls(fields=fields, **raw)
+        extra = [FieldSpec(**f) for f in raw.pop("extra_fields", [])]
+        id_field, label_field = (FieldSpec(**spec) if (spec := raw.pop(key, None)) else None
+                                 for key in ("id_field", "label_field"))
+        return cls(fields=fields, extra_fields=extra, id_field=id_field, label_field=label_field, **raw)
 
 
 def load(path: str | Path) -> Contract:

@@ -61,6 +61,9 @@ class Metrics:
         self.model_info = Gauge("serving_model_info", "the model being served (value 1)", ["model_version", "git_sha"],
                                 registry=r, multiprocess_mode="max")
         self.timeouts = Counter("serving_predict_timeouts_total", "predictions that exceeded the timeout", registry=r)
+        self.log_written = Counter("serving_prediction_log_rows_total", "rows written to the prediction log", registry=r)
+        self.log_dropped = Counter("serving_prediction_log_dropped_total",
+                                   "rows the prediction log lost (the prediction was answered)", ["reason"], registry=r)
 
     def observe_inputs(self, rows: list[dict[str, Any]], contract: Contract) -> None:
         """Per-feature count, sum, missing and category counts, one update per feature."""

@@ -32,8 +32,10 @@ def _field_type(spec: FieldSpec) -> Any:
         # strict floats still accept JSON integers, as the training data did
         base: Any = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
     elif spec.type == "int":
-        # 59.0 is the int 59, as in the training file (pandas writes an int column with gaps so)
-        base = Annotated[StrictInt, BeforeValidator(_whole_float), Field(**bounds)]
+        # 59.0 is the int 59, as in the training file (pandas writes an int column with gaps so).
+        # The bounds before the validator: after it, pydantic documents them as `ge`/`le` instead
+        # of `minimum`/`maximum`, and OpenAPI clients (and schemathesis) would not see them.
+        base = Annotated[StrictInt, Field(**bounds), BeforeValidator(_whole_float)]
     elif spec.type == "bool":
         base = StrictBool
     elif spec.type == "category" and spec.allowed:
@@ -44,11 +46,15 @@ def _field_type(spec: FieldSpec) -> Any:
 
 
 def row_model(contract: Contract) -> type[BaseModel]:
-    """One input row: required unless nullable, no unknown fields."""
+    """One input row: features required unless nullable; the id and non-feature columns optional;
+    no unknown fields."""
     fields: dict[str, Any] = {}
     for spec in contract.fields:
         kind = _field_type(spec)
         fields[spec.name] = (kind | None, None) if spec.nullable else (kind, ...)
+    for optional in [contract.id_field, *contract.extra_fields]:
+        if optional is not None:
+            fields[optional.name] = (_field_type(optional) | None, None)
     return create_model("Row", __config__=ConfigDict(extra="forbid"), **fields)
 
 
@@ -60,13 +66,35 @@ def request_model(contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> type[
     return create_model("PredictRequest", __config__=ConfigDict(extra="forbid"), rows=(rows, ...))
 
 
+def feedback_model(contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> type[BaseModel]:
+    """The /feedback body: `{"request_id", "labels"}` (one label per row, in order) or
+    `{"ids", "labels"}` (joined by the contract's id column); labels typed as the target."""
+    label: Any = _field_type(contract.label_field) if contract.label_field else Any
+    ident: Any = _field_type(contract.id_field) if contract.id_field else StrictStr
+    id_name = contract.id_field.name if contract.id_field else "none"
+    return create_model(
+        "FeedbackRequest", __config__=ConfigDict(extra="forbid"),
+        request_id=(StrictStr | None, Field(None, description="the `request_id` /predict answered")),
+        ids=(list[ident] | None, Field(None, description=f"values of the id column ({id_name})", min_length=1,
+                                       max_length=max_rows)),
+        labels=(list[label], Field(..., description=f"the true `{contract.target}` per row, in order", min_length=1,
+                                   max_length=max_rows)),
+    )
+
+
 class PredictResponse(BaseModel):
     """Predicted label (classification) or value (regression) per row, in request order."""
 
+    request_id: str = Field(description="names this request in the prediction log and in /feedback (also X-Request-ID)")
+    ids: list[Any] | None = Field(default=None, description="the id column per row, echoed when the rows carried it")
     predictions: list[Any]
     classes: list[str] | None = Field(default=None, description="column order of `probabilities`")
     probabilities: list[list[float]] | None = Field(default=None, description="one row of class probabilities per input row")
     model_version: str
+
+
+class FeedbackResponse(BaseModel):
+    labelled: int = Field(description="rows whose ground truth was recorded")
 
 
 class FieldError(BaseModel):

@@ -37,3 +37,8 @@ class Settings:
     model_uri: str = field(default_factory=lambda: _env("MLOPS_MODEL_URI", "unknown"))
     data_hash: str = field(default_factory=lambda: _env("MLOPS_DATA_HASH", "unknown"))
     image_digest: str = field(default_factory=lambda: _env("MLOPS_IMAGE_DIGEST", "unknown"))
+    # The prediction log (pipeline/serving/predlog.py): a sqlite file the workers share,
+    # postgresql://... for several replicas, or "off"; rows older than the retention are pruned.
+    prediction_log: str = field(default_factory=lambda: _env("MLOPS_PREDICTION_LOG", "/srv/state/predictions.db"))
+    prediction_log_retention_days: float = field(
+        default_factory=lambda: float(_env("MLOPS_PREDICTION_LOG_RETENTION_DAYS", "30")))

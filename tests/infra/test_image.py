@@ -53,8 +53,9 @@ def pulled(built_image: dict) -> str:
 def container(pulled: str) -> Iterator[dict[str, Any]]:
     port = free_port()
     name = f"mlops-test-serving-{port}"
-    docker("run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
-           "--security-opt", "no-new-privileges", "-e", f"MLOPS_IMAGE_DIGEST={pulled.partition('@')[2]}",
+    # A fresh volume at /srv/state (as the swarm stack mounts one): the prediction log's file.
+    docker("run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "-v", f"{name}-state:/srv/state",
+           "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "-e", f"MLOPS_IMAGE_DIGEST={pulled.partition('@')[2]}",
            "-p", f"127.0.0.1:{port}:8080", pulled)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -62,6 +63,7 @@ def container(pulled: str) -> Iterator[dict[str, Any]]:
         yield {"name": name, "url": url, "port": port, "ready_after": ready_after, "digest": pulled}
     finally:
         docker("rm", "-f", name, check=False)
+        docker("volume", "rm", f"{name}-state", check=False)
 
 
 def test_labels_carry_the_lineage(pulled: str, built_image: dict) -> None:
@@ -90,6 +92,18 @@ def test_ready_then_predict_known_answers(container: dict, config) -> None:
     version = httpx.get(f"{container['url']}/version").json()
     assert version["model_version"] == "1"
     assert version["image_digest"] == container["digest"].partition("@")[2]
+
+
+def test_logs_predictions_and_takes_feedback_in_srv_state(container: dict) -> None:
+    """The read-only image writes its prediction log to /srv/state (owned by its user) and takes
+    labels for it; nothing is dropped."""
+    answer = httpx.post(f"{container['url']}/predict", json={"rows": [{**GOOD_ROW, "sample_id": "IMG-1"}]}).json()
+    assert answer["ids"] == ["IMG-1"]
+    feedback = httpx.post(f"{container['url']}/feedback", json={"request_id": answer["request_id"], "labels": ["male"]})
+    assert feedback.status_code == 200, feedback.text
+    metrics = httpx.get(f"{container['url']}/metrics").text
+    assert "serving_prediction_log_dropped_total{" not in metrics, metrics
+    assert docker("exec", container["name"], "ls", "/srv/state/predictions.db") == "/srv/state/predictions.db"
 
 
 def test_serves_through_onnxruntime_with_no_scikit_learn_inside(container: dict) -> None:

@@ -105,6 +105,13 @@ def stack(swarm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     with EdgeProxy(f"{STACK}_serving", port, network=EDGE_NETWORK):
         yield {"port": port, "url": f"http://127.0.0.1:{port}", "override": str(override)}
     subprocess.run(["docker", "stack", "rm", STACK], capture_output=True)
+    # The stack's prediction-log volume outlives `stack rm`; it can go once its containers are gone.
+    deadline = time.monotonic() + 60
+    while subprocess.run(["docker", "volume", "rm", f"{STACK}_predictions"], capture_output=True).returncode != 0:
+        if time.monotonic() > deadline or "no such volume" in subprocess.run(
+                ["docker", "volume", "inspect", f"{STACK}_predictions"], capture_output=True, text=True).stderr.lower():
+            break
+        time.sleep(1)
 
 
 @pytest.fixture(scope="module")

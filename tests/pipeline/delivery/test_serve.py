@@ -32,17 +32,24 @@ mlflow.MlflowClient().set_model_version_tag("penguins-sex", info.registered_mode
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_serve_defaults_to_the_challenger(repo_copy: Path, model_dir: Path) -> None:
+def test_serve_defaults_to_the_challenger(repo_copy: Path, model_dir: Path, monkeypatch) -> None:
+    """The registry's challenger, with its lineage; predictions logged under .mlops/ by default."""
+    monkeypatch.delenv("MLOPS_PREDICTION_LOG", raising=False)
     register_challenger(repo_copy, model_dir)
     server = Process(["-m", "pipeline.cli", "serve", "--port", "{port}"], repo_copy / "serve.log", cwd=repo_copy).wait_ready(60)
     try:
         version = httpx.get(f"{server.url}/version").json()
         assert version["model_version"] == "1" and version["model_uri"] == "models:/penguins-sex/1"
         assert version["data_hash"] == "d4t4"
-        assert httpx.post(f"{server.url}/predict", json={"rows": [GOOD_ROW]}).json()["predictions"] == ["male"]
+        answer = httpx.post(f"{server.url}/predict", json={"rows": [GOOD_ROW]}).json()
+        assert answer["predictions"] == ["male"]
     finally:
         code = server.stop(30)
     assert code == 0
+    from pipeline.serving.predlog import export_rows
+
+    logged = list(export_rows(str(repo_copy / ".mlops" / "predictions.db")))
+    assert [(r["request_id"], r["model_version"], r["prediction"]) for r in logged] == [(answer["request_id"], "1", "male")]
 
 
 def test_serve_without_a_registered_model_fails_clearly(repo_copy: Path) -> None:

@@ -161,34 +161,3 @@ def test_a_bad_window_and_a_bad_monitor_key_are_clear_errors(make_config, write_
     config = make_config(lambda raw: raw["monitor"].update(breaches=9))
     code, text = monitor(config, "--data", "x.csv", capsys=capsys)
     assert "breaches (9) must be at most buckets (3)" in text
-
-
-def test_the_prediction_log_source_reads_export_rows(make_config, tmp_path, monkeypatch, capsys):
-    """The adapter against predlog's documented read side (`export_rows`), until it is on main:
-    a module of that name and signature stands in for it here."""
-    import sys
-    import time
-    import types
-
-    from tests.pipeline.monitor.conftest import live_rows
-
-    frame = live_rows(True)
-    features = [c for c in frame.columns if c not in ("sample_id", "sex", "year", "prediction", "score")]
-    now = time.time()
-    calls = []
-
-    def export_rows(url, since=None, until=None):
-        calls.append((url, since, until))
-        for i, row in frame.iterrows():
-            yield {"request_id": f"r{i}", "row": 0, "ts": now - 60 * i, "model_version": "3", "model_digest": "sha256:x",
-                   "id": row["sample_id"], "features": {c: row[c] for c in features}, "prediction": row["prediction"],
-                   "score": row["score"], "label": row["sex"] if i % 3 else None}
-
-    module = types.ModuleType("pipeline.serving.predlog")
-    module.export_rows = export_rows  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pipeline.serving.predlog", module)
-    code, text = monitor(make_config(), "--log", "sqlite:///predictions.db", "--window", "6h", capsys=capsys)
-    assert code == 1, text
-    out = result(tmp_path)
-    assert calls and calls[0][0] == "sqlite:///predictions.db" and calls[0][2] - calls[0][1] == pytest.approx(6 * 3600)
-    assert out["rows"] == 333 and out["labelled"] == 222

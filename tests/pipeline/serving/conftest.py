@@ -86,3 +86,11 @@ def client(app) -> Iterator:
 
     with in_thread(app) as http:
         yield http
+
+
+@pytest.fixture(autouse=True)
+def _prediction_log_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's servers log predictions under its own tmp_path (never the image's /srv/state)."""
+    path = tmp_path / "predictions.db"
+    monkeypatch.setenv("MLOPS_PREDICTION_LOG", str(path))
+    return path

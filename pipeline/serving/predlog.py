@@ -1,0 +1,395 @@
+"""The prediction log: every /predict row and the ground truth that arrives later, and its read side.
+
+Why off the request path: a route only puts one record per request on a bounded queue (no I/O,
+no encoding); one writer thread per process drains it in batches, one transaction per batch.
+Whatever goes wrong there (a full queue, a database that is down, a read-only file) costs the
+lost rows, counted through `on_dropped`, never a failed or slower prediction.
+
+Where it goes (`MLOPS_PREDICTION_LOG`): a sqlite file (WAL, busy timeout) that the worker
+processes of one server share, `postgresql://...` for several replicas, or `off`. Rows older
+than the retention are pruned by the writer now and then. The monitor reads it back with
+`export_rows` (plain dicts, no pandas: the image has none).
+
+Imports no other pipeline module and nothing beyond the standard library (psycopg for PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+OFF = "off"
+# One queue entry per request: at the server's 2000-row limit this bounds the memory of a stalled log.
+QUEUE_REQUESTS = 10_000
+BATCH_REQUESTS = 500  # requests per transaction at most
+PRUNE_EVERY_SECONDS = 600.0
+SQLITE_BUSY_MS = 5000
+PG_CONNECT_TIMEOUT = 3
+SCHEMA_LOCK = 4_127_010  # PostgreSQL advisory lock key taken while creating the tables
+ALL_TIME = 1e12  # seconds: beyond any timestamp either way, portable where infinity is not
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS predictions (
+        request_id TEXT NOT NULL, row_index INTEGER NOT NULL, ts DOUBLE PRECISION NOT NULL,
+        model_version TEXT, model_digest TEXT, id_value TEXT, features TEXT NOT NULL,
+        prediction TEXT NOT NULL, score DOUBLE PRECISION, probabilities TEXT,
+        PRIMARY KEY (request_id, row_index))""",
+    "CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts)",
+    "CREATE INDEX IF NOT EXISTS predictions_id ON predictions (id_value)",
+    # Ground truth: by request and row (request_id set), or by the contract's id column (request_id NULL).
+    """CREATE TABLE IF NOT EXISTS labels (
+        request_id TEXT, row_index INTEGER, id_value TEXT, label TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS labels_request ON labels (request_id, row_index)",
+    "CREATE INDEX IF NOT EXISTS labels_id ON labels (id_value)",
+)
+INSERT_PREDICTION = ("INSERT INTO predictions (request_id, row_index, ts, model_version, model_digest, id_value, features,"
+                     " prediction, score, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+INSERT_ROW_LABEL = "INSERT INTO labels (request_id, row_index, id_value, label, ts) VALUES (?, ?, NULL, ?, ?)"
+INSERT_ID_LABEL = "INSERT INTO labels (request_id, row_index, id_value, label, ts) VALUES (NULL, NULL, ?, ?, ?)"
+EXPORT = """SELECT p.request_id, p.row_index, p.ts, p.model_version, p.model_digest, p.id_value, p.features,
+       p.prediction, p.score, COALESCE(
+         (SELECT l.label FROM labels l WHERE l.request_id = p.request_id AND l.row_index = p.row_index
+          ORDER BY l.ts DESC LIMIT 1),
+         (SELECT l.label FROM labels l WHERE l.request_id IS NULL AND l.id_value = p.id_value
+          ORDER BY l.ts DESC LIMIT 1))
+FROM predictions p WHERE p.ts >= ? AND p.ts < ? ORDER BY p.ts, p.request_id, p.row_index"""
+
+
+def encode(value: Any) -> str:
+    """JSON text of a value as the API saw it (NumPy scalars become plain numbers)."""
+    return json.dumps(value, default=_plain, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # a NumPy array or scalar
+        return value.tolist()
+    raise TypeError(f"cannot log {type(value).__name__}")
+
+
+# --- the stores ---------------------------------------------------------------------------------
+
+class Store:
+    """One database behind the log: sqlite or PostgreSQL, the same SQL with its own placeholders."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.postgres = url.startswith(("postgresql://", "postgres://"))
+        self.path = None if self.postgres else Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url)
+
+    def describe(self) -> str:
+        return "postgresql" if self.postgres else str(self.path)
+
+    def connect(self) -> Any:
+        """A new connection with the schema in place (each thread uses its own)."""
+        if self.postgres:
+            import psycopg
+
+            conn: Any = psycopg.connect(self.url, connect_timeout=PG_CONNECT_TIMEOUT)
+        else:
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=SQLITE_BUSY_MS / 1000, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            with self.transaction(conn) as cur:
+                if self.postgres:  # two workers creating the tables at once collide in PostgreSQL's catalog
+                    cur.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
+                for statement in SCHEMA:
+                    cur.execute(statement)
+        except Exception:
+            conn.close()
+            raise
+        return conn
+
+    def connect_reader(self) -> Any:
+        """A connection for reading only: a sqlite file must exist and is opened read-only (the
+        monitor never creates or changes a log), PostgreSQL as usual."""
+        if self.postgres:
+            import psycopg
+
+            return psycopg.connect(self.url, connect_timeout=PG_CONNECT_TIMEOUT)
+        assert self.path is not None
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no prediction log there")
+        return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_MS / 1000)
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    def transaction(self, conn: Any) -> _Transaction:
+        return _Transaction(self, conn)
+
+
+class _Transaction:
+    """`with store.transaction(conn) as cur:` commits on success, rolls back on error."""
+
+    def __init__(self, store: Store, conn: Any) -> None:
+        self.store, self.conn = store, conn
+
+    def __enter__(self) -> _Cursor:
+        return _Cursor(self.store, self.conn.cursor())
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is None:
+            self.conn.commit()
+        else:
+            with contextlib.suppress(Exception):
+                self.conn.rollback()
+
+
+class _Cursor:
+    def __init__(self, store: Store, cursor: Any) -> None:
+        self.store, self.cursor = store, cursor
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.cursor.execute(self.store.sql(statement), tuple(params))
+        return list(self.cursor.fetchall()) if self.cursor.description else []
+
+    def executemany(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self.cursor.executemany(self.store.sql(statement), rows)
+
+
+# --- the write side -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Record:
+    """One /predict request as the route hands it over (encoded by the writer, not the route)."""
+
+    request_id: str
+    ts: float
+    rows: list[dict[str, Any]]  # validated rows, id column included when sent
+    predictions: list[Any]
+    scores: Any  # positive-class score per row, or None (regression)
+    probabilities: Any  # rows x classes, or None
+
+
+class FeedbackError(ValueError):
+    """Feedback that names what does not exist: `loc` is the field, as in a 422 entry."""
+
+    def __init__(self, loc: list[Any], msg: str) -> None:
+        super().__init__(msg)
+        self.loc, self.msg = loc, msg
+
+
+class PredictionLog:
+    """The write side for one server process: `record` from the route, a writer thread, `feedback`."""
+
+    def __init__(self, url: str, *, model_version: str = "unknown", model_digest: str = "unknown",
+                 id_column: str | None = None, retention_days: float | None = 30.0,
+                 on_written: Callable[[int], None] = lambda n: None,
+                 on_dropped: Callable[[str, int], None] = lambda reason, n: None,
+                 queue_size: int = QUEUE_REQUESTS, prune_every: float = PRUNE_EVERY_SECONDS) -> None:
+        self.store = Store(url)
+        self.model_version, self.model_digest = model_version, model_digest
+        self.id_column = id_column
+        self.retention_days = retention_days
+        self.on_written, self.on_dropped = on_written, on_dropped
+        self.prune_every = prune_every
+        self._queue: queue.Queue[Record | None] = queue.Queue(queue_size)
+        self._done = threading.Condition()
+        self._enqueued = 0  # requests put on the queue (under _done)
+        self._handled = 0  # requests written or dropped by the writer
+        self._thread: threading.Thread | None = None
+        self._conn: Any = None
+        self._last_prune = 0.0
+
+    # route side: never blocks, never raises
+    def record(self, record: Record) -> None:
+        with self._done:
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                self.on_dropped("queue_full", len(record.rows))
+                return
+            self._enqueued += 1
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything recorded so far is written (or dropped); False on timeout."""
+        with self._done:
+            target = self._enqueued
+            return self._done.wait_for(lambda: self._handled >= target, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown: write what is queued, then stop the writer."""
+        if self._thread is None:
+            return
+        self.flush(timeout)
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=1)
+        self._thread.join(timeout)
+        self._thread = None
+
+    # writer side
+    def _run(self) -> None:
+        while True:
+            batch: list[Record] = []
+            first = self._queue.get()
+            if first is None:
+                break
+            batch.append(first)
+            stop = False
+            while len(batch) < BATCH_REQUESTS:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            self._maybe_prune()
+            if stop:
+                break
+        self._disconnect()
+
+    def _write(self, batch: list[Record]) -> None:
+        rows: list[tuple[Any, ...]] = []
+        try:
+            rows = [row for record in batch for row in self._rows(record)]
+            if self._conn is None:
+                self._conn = self.store.connect()
+            with self.store.transaction(self._conn) as cur:
+                cur.executemany(INSERT_PREDICTION, rows)
+            self.on_written(len(rows))
+        except Exception:
+            self.on_dropped("write_error", sum(len(record.rows) for record in batch))
+            self._disconnect()
+        finally:
+            with self._done:
+                self._handled += len(batch)
+                self._done.notify_all()
+
+    def _rows(self, record: Record) -> Iterator[tuple[Any, ...]]:
+        scores = record.scores.tolist() if hasattr(record.scores, "tolist") else record.scores
+        probabilities = record.probabilities
+        for index, row in enumerate(record.rows):
+            features = {k: v for k, v in row.items() if k != self.id_column}
+            ident = row.get(self.id_column) if self.id_column else None
+            yield (record.request_id, index, record.ts, self.model_version, self.model_digest,
+                   None if ident is None else encode(ident), encode(features), encode(record.predictions[index]),
+                   None if scores is None else float(scores[index]),
+                   None if probabilities is None else encode(probabilities[index]))
+
+    def _maybe_prune(self) -> None:
+        now = time.time()
+        if self.retention_days is None or now - self._last_prune < self.prune_every:
+            return
+        self._last_prune = now
+        try:
+            self.prune(now)
+        except Exception:
+            self._disconnect()
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete predictions and labels older than the retention; returns the predictions deleted."""
+        if self.retention_days is None:
+            return 0
+        cutoff = (now or time.time()) - self.retention_days * 86400
+        conn = self._conn if self._conn is not None and threading.current_thread() is self._thread else None
+        own = conn is None
+        conn = conn or self.store.connect()
+        try:
+            with self.store.transaction(conn) as cur:
+                before = cur.execute("SELECT COUNT(*) FROM predictions WHERE ts < ?", (cutoff,))[0][0]
+                cur.execute("DELETE FROM predictions WHERE ts < ?", (cutoff,))
+                cur.execute("DELETE FROM labels WHERE ts < ?", (cutoff,))
+            return int(before)
+        finally:
+            if own:
+                conn.close()
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    # feedback: on the /feedback path, in a worker thread of its own
+    def feedback(self, labels: list[Any], request_id: str | None = None, ids: list[Any] | None = None,
+                 wait: float = 0.5) -> int:
+        """Store ground truth for one request's rows (in order) or for rows by id; returns rows labelled.
+
+        A request this process answered but has not written yet is flushed first; one answered by
+        another worker gets `wait` seconds to appear. Raises FeedbackError naming the field."""
+        self.flush()
+        deadline = time.monotonic() + wait
+        conn = self.store.connect()
+        try:
+            while True:
+                missing = self._missing(conn, labels, request_id, ids)
+                if missing is None or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+            if missing is not None:
+                raise missing
+            now = time.time()
+            with self.store.transaction(conn) as cur:
+                if request_id is not None:
+                    cur.execute("DELETE FROM labels WHERE request_id = ?", (request_id,))
+                    cur.executemany(INSERT_ROW_LABEL,
+                                    [(request_id, i, encode(label), now) for i, label in enumerate(labels)])
+                else:
+                    keys = [encode(i) for i in ids or []]
+                    cur.executemany("DELETE FROM labels WHERE request_id IS NULL AND id_value = ?", [(k,) for k in keys])
+                    cur.executemany(INSERT_ID_LABEL,
+                                    [(k, encode(label), now) for k, label in zip(keys, labels, strict=True)])
+            return len(labels)
+        finally:
+            conn.close()
+
+    def _missing(self, conn: Any, labels: list[Any], request_id: str | None, ids: list[Any] | None) -> FeedbackError | None:
+        with self.store.transaction(conn) as cur:
+            if request_id is not None:
+                count = cur.execute("SELECT COUNT(*) FROM predictions WHERE request_id = ?", (request_id,))[0][0]
+                if not count:
+                    return FeedbackError(["request_id"], f"unknown request id {request_id!r} (never logged, or pruned)")
+                if count != len(labels):
+                    return FeedbackError(["labels"], f"request {request_id} had {count} row(s); got {len(labels)} label(s)")
+                return None
+            keys = [encode(i) for i in ids or []]
+            known = {r[0] for r in cur.execute(
+                f"SELECT DISTINCT id_value FROM predictions WHERE id_value IN ({', '.join('?' * len(keys))})", keys)}
+            for index, key in enumerate(keys):
+                if key not in known:
+                    return FeedbackError(["ids", index], f"unknown id {json.loads(key)!r} (no logged prediction has it)")
+            return None
+
+
+# --- the read side ------------------------------------------------------------------------------
+
+def export_rows(url: str, since: float | None = None, until: float | None = None) -> Iterator[dict[str, Any]]:
+    """Every logged row with `since <= ts < until` (unix seconds), oldest first, with its label.
+
+    Yields {"request_id", "row", "ts", "model_version", "model_digest", "id", "features",
+    "prediction", "score", "label"}: `id`, `score` and `label` are None when absent; `label` is the
+    ground truth given for that request's row, else the one given for its id. `url`: a sqlite
+    path (or sqlite:///path), which must exist, or a postgresql:// URL."""
+    store = Store(url)
+    conn = store.connect_reader()
+    try:
+        cur = conn.cursor()
+        cur.execute(store.sql(EXPORT), (-ALL_TIME if since is None else since, ALL_TIME if until is None else until))
+        while chunk := cur.fetchmany(1000):
+            for rid, row, ts, version, digest, ident, features, prediction, score, label in chunk:
+                yield {"request_id": rid, "row": row, "ts": ts, "model_version": version, "model_digest": digest,
+                       "id": None if ident is None else json.loads(ident), "features": json.loads(features),
+                       "prediction": json.loads(prediction), "score": score,
+                       "label": None if label is None else json.loads(label)}
+    finally:
+        conn.close()

@@ -1,0 +1,319 @@
+"""The prediction log and /feedback: real servers, a real sqlite file, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.serving.predlog import FeedbackError, PredictionLog, Record, export_rows
+from tests.conftest import need_engine
+from tests.pipeline.serving.catalog import GOOD_ROW
+from tests.pipeline.serving.live import in_thread, served_model
+
+
+def _app(model_dir: Path, contract, log: str, **settings):
+    from pipeline.serving.app import create_app
+    from pipeline.serving.settings import Settings
+
+    return create_app(Settings(model_dir=model_dir, model_version="7", prediction_log=log, **settings), contract)
+
+
+def _counter(text: str, name: str, **labels: str) -> float:
+    """One sample of the /metrics text (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = rf"^{name}(?:\{{{re.escape(wanted)}\}})? (\S+)$" if wanted else rf"^{name} (\S+)$"
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def _record(request_id: str, ts: float, rows: int = 1, ident: str | None = None) -> Record:
+    return Record(request_id, ts, [{**GOOD_ROW, "sample_id": ident}] * rows, ["male"] * rows, [0.9] * rows, [[0.1, 0.9]] * rows)
+
+
+def test_full_data_row_is_answered_logged_and_labelled(onnx_model_dir, contract, _prediction_log_here) -> None:
+    """A data row minus the target (id and the non-feature `year` included) is accepted; the id is
+    echoed, the request id comes back in the body and the header, and the log holds the row, its
+    prediction, score and, after /feedback, its label."""
+    url = str(_prediction_log_here)
+    rows = [{**GOOD_ROW, "sample_id": "P-1", "year": 2009}, {**GOOD_ROW, "body_mass_g": 3000.0, "year": None}]
+    with in_thread(_app(onnx_model_dir, contract, url)) as http:
+        answer = http.post("/predict", json={"rows": rows})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"]) and answer.headers["x-request-id"] == body["request_id"]
+        assert body["ids"] == ["P-1", None]
+        labelled = http.post("/feedback", json={"request_id": body["request_id"], "labels": ["male", "female"]})
+        assert labelled.status_code == 200 and labelled.json() == {"labelled": 2}, labelled.text
+        assert "ids" not in http.post("/predict", json={"rows": [GOOD_ROW]}).json()  # no id sent: none echoed
+    logged = [r for r in export_rows(url) if r["request_id"] == body["request_id"]]
+    assert [r["row"] for r in logged] == [0, 1]
+    first = logged[0]
+    assert first["id"] == "P-1" and logged[1]["id"] is None
+    assert first["features"]["year"] == 2009 and "sample_id" not in first["features"]
+    assert first["features"]["body_mass_g"] == GOOD_ROW["body_mass_g"]
+    assert [r["prediction"] for r in logged] == body["predictions"]
+    assert first["score"] == pytest.approx(body["probabilities"][0][1], abs=1e-6)
+    assert first["model_version"] == "7" and first["model_digest"].startswith("sha256:")
+    assert [r["label"] for r in logged] == ["male", "female"]
+    assert time.time() - 60 < first["ts"] <= time.time()
+
+
+def test_unknown_columns_are_still_refused(client) -> None:
+    answer = client.post("/predict", json={"rows": [{**GOOD_ROW, "year": 2009, "wingspan_cm": 80.0}]})
+    assert answer.status_code == 422
+    assert [e["loc"] for e in answer.json()["errors"]] == [["rows", 0, "wingspan_cm"]]
+
+
+def test_feedback_by_id_joins_every_row_with_that_id(onnx_model_dir, contract, _prediction_log_here) -> None:
+    url = str(_prediction_log_here)
+    with in_thread(_app(onnx_model_dir, contract, url)) as http:
+        first = http.post("/predict", json={"rows": [{**GOOD_ROW, "sample_id": "A"}, {**GOOD_ROW, "sample_id": "B"}]}).json()
+        again = http.post("/predict", json={"rows": [{**GOOD_ROW, "sample_id": "A"}]}).json()
+        answer = http.post("/feedback", json={"ids": ["A"], "labels": ["female"]})
+        assert answer.status_code == 200, answer.text
+    labels = {(r["request_id"], r["id"]): r["label"] for r in export_rows(url)}
+    assert labels == {(first["request_id"], "A"): "female", (first["request_id"], "B"): None,
+                      (again["request_id"], "A"): "female"}
+
+
+@pytest.mark.parametrize(("name", "feedback", "loc"), [
+    ("unknown request id", lambda rid: {"request_id": "0" * 32, "labels": ["male"]}, ["request_id"]),
+    ("too few labels", lambda rid: {"request_id": rid, "labels": ["male"]}, ["labels"]),
+    ("too many labels", lambda rid: {"request_id": rid, "labels": ["male"] * 3}, ["labels"]),
+    ("category not allowed", lambda rid: {"request_id": rid, "labels": ["male", "unknown"]}, ["labels", 1]),
+    ("wrong type", lambda rid: {"request_id": rid, "labels": [1, "male"]}, ["labels", 0]),
+    ("unknown id", lambda rid: {"ids": ["P-1", "nobody"], "labels": ["male", "male"]}, ["ids", 1]),
+    ("ids and labels differ in length", lambda rid: {"ids": ["P-1"], "labels": ["male", "male"]}, ["labels"]),
+    ("neither request id nor ids", lambda rid: {"labels": ["male"]}, ["request_id"]),
+    ("no labels", lambda rid: {"request_id": rid}, ["labels"]),
+    ("unknown key", lambda rid: {"request_id": rid, "labels": ["male", "male"], "debug": 1}, ["debug"]),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_feedback_is_422_naming_the_field(onnx_model_dir, contract, _prediction_log_here, name, feedback, loc) -> None:
+    with in_thread(_app(onnx_model_dir, contract, str(_prediction_log_here))) as http:
+        rid = http.post("/predict", json={"rows": [{**GOOD_ROW, "sample_id": "P-1"}, GOOD_ROW]}).json()["request_id"]
+        answer = http.post("/feedback", json=feedback(rid))
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["detail"] and loc in [e["loc"] for e in body["errors"]], body
+
+
+def test_regression_labels_outside_the_target_range_are_422(tmp_path) -> None:
+    from pydantic import ValidationError
+
+    from pipeline.serving.contract import Contract, FieldSpec
+    from pipeline.serving.schema import feedback_model
+
+    contract = Contract("p", "regression", "y", None, [FieldSpec("x", "float")],
+                        label_field=FieldSpec("y", "float", min=0, max=10))
+
+    with pytest.raises(ValidationError) as caught:
+        feedback_model(contract).model_validate_json(b'{"request_id": "r", "labels": [3.5, 11]}')
+    assert [e["loc"] for e in caught.value.errors()] == [("labels", 1)]
+
+
+def test_feedback_right_after_predict_finds_the_unwritten_rows(tmp_path) -> None:
+    """Feedback for a request still on the writer's queue: `feedback` flushes first, so it is never
+    an unknown id, even with no wait for other workers."""
+    log = PredictionLog(str(tmp_path / "log.db"))
+    log.start()
+    try:
+        for n in range(200):
+            log.record(_record(f"r{n}", time.time(), rows=3))
+        assert log.feedback(["male", "female", "male"], request_id="r199", wait=0) == 3
+        with pytest.raises(FeedbackError) as caught:
+            log.feedback(["male"], request_id="r0", wait=0)
+        assert caught.value.loc == ["labels"]
+    finally:
+        log.close()
+    assert [r["label"] for r in export_rows(str(tmp_path / "log.db")) if r["request_id"] == "r199"] == ["male", "female", "male"]
+
+
+def test_retention_prunes_old_rows_and_labels(tmp_path) -> None:
+    url = str(tmp_path / "log.db")
+    log = PredictionLog(url, retention_days=None, id_column="sample_id")  # keeps everything
+    log.start()
+    now = time.time()
+    try:
+        log.record(_record("old", now - 3 * 86400, ident="A"))
+        log.record(_record("new", now, ident="B"))
+        assert log.flush()
+        log.feedback(["male"], request_id="new")
+        log.feedback(["female"], request_id="old")
+    finally:
+        log.close()
+    assert len(list(export_rows(url))) == 2
+    assert PredictionLog(url, retention_days=1).prune(now) == 1
+    assert [(r["request_id"], r["label"]) for r in export_rows(url)] == [("new", "male")]
+    assert [r["request_id"] for r in export_rows(url, since=now - 10, until=now + 10)] == ["new"]
+    assert list(export_rows(url, until=now - 10)) == []
+
+
+def test_writer_prunes_by_itself(tmp_path) -> None:
+    url = str(tmp_path / "log.db")
+    log = PredictionLog(url, retention_days=1, prune_every=0)
+    log.start()
+    log.record(_record("old", time.time() - 3 * 86400))
+    log.record(_record("new", time.time()))
+    log.close()
+    assert [r["request_id"] for r in export_rows(url)] == ["new"]
+
+
+def test_full_queue_drops_and_counts(tmp_path) -> None:
+    dropped: list[tuple[str, int]] = []
+    log = PredictionLog(str(tmp_path / "log.db"), queue_size=2, on_dropped=lambda reason, n: dropped.append((reason, n)))
+    for n in range(5):  # writer not started: the queue fills
+        log.record(_record(f"r{n}", time.time(), rows=2))
+    assert dropped == [("queue_full", 2)] * 3
+
+
+def test_unwritable_log_never_fails_a_prediction(onnx_model_dir, contract, tmp_path) -> None:
+    """A log path that cannot be created (its parent is a file): /predict answers 200 as ever,
+    the lost rows are counted by reason, none is counted as written."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with in_thread(_app(onnx_model_dir, contract, str(blocker / "predictions.db"))) as http:
+        for _ in range(5):
+            assert http.post("/predict", json={"rows": [GOOD_ROW, GOOD_ROW]}).status_code == 200
+        deadline = time.monotonic() + 10
+        while _counter(text := http.get("/metrics").text, "serving_prediction_log_dropped_total", reason="write_error") < 10:
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+        assert _counter(text, "serving_prediction_log_rows_total") == 0
+
+
+def test_log_off_serves_and_feedback_says_so(onnx_model_dir, contract) -> None:
+    with in_thread(_app(onnx_model_dir, contract, "off")) as http:
+        answer = http.post("/predict", json={"rows": [GOOD_ROW]})
+        assert answer.status_code == 200 and answer.json()["request_id"]
+        refused = http.post("/feedback", json={"request_id": answer.json()["request_id"], "labels": ["male"]})
+        assert refused.status_code == 503 and "off" in refused.json()["detail"]
+
+
+def test_graceful_shutdown_writes_what_is_queued(onnx_model_dir, contract, _prediction_log_here) -> None:
+    url = str(_prediction_log_here)
+    with in_thread(_app(onnx_model_dir, contract, url)) as http:
+        ids = {http.post("/predict", json={"rows": [GOOD_ROW] * 20}).json()["request_id"] for _ in range(30)}
+        assert _counter(http.get("/metrics").text, "serving_prediction_log_dropped_total", reason="queue_full") == 0
+    logged = list(export_rows(url))
+    assert {r["request_id"] for r in logged} == ids and len(logged) == 600
+
+
+def test_two_workers_share_one_sqlite_log(onnx_model_dir, tmp_path) -> None:
+    """`python -m pipeline.serving` with 2 worker processes (one writer thread each) logging into
+    one WAL sqlite file; feedback is sent on fresh connections, so it often reaches the worker that
+    did not answer the prediction; SIGTERM drains both writers."""
+    import httpx
+
+    url = str(tmp_path / "shared.db")
+    server = served_model(onnx_model_dir, tmp_path / "workers.log", workers=2, MLOPS_PREDICTION_LOG=url)
+    try:
+        answers = []
+        for n in range(40):
+            with httpx.Client(base_url=server.url, timeout=30) as http:  # a new connection: either worker
+                answers.append(http.post("/predict", json={"rows": [{**GOOD_ROW, "sample_id": f"S{n}"}] * 3}).json())
+        for answer in answers:
+            with httpx.Client(base_url=server.url, timeout=30) as http:
+                reply = http.post("/feedback", json={"request_id": answer["request_id"], "labels": ["male", "female", "male"]})
+                assert reply.status_code == 200, reply.text
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            metrics = http.get("/metrics").text
+    finally:
+        assert server.stop() == 0, server.text()
+    logged = list(export_rows(url))
+    assert len(logged) == 120 and {r["request_id"] for r in logged} == {a["request_id"] for a in answers}
+    assert [r["label"] for r in logged] == ["male", "female", "male"] * 40
+    assert _counter(metrics, "serving_prediction_log_dropped_total", reason="write_error") == 0
+
+
+@pytest.fixture()
+def postgres():
+    from tests.engines import EngineUnavailable, start_postgres
+
+    try:
+        url, stop = start_postgres()
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+        return
+    yield url, stop
+    stop()
+
+
+@pytest.mark.engine
+def test_postgresql_log_and_a_dead_database(onnx_model_dir, contract, postgres) -> None:
+    """A real PostgreSQL (Debian's, a throwaway cluster, a database unique to this run): rows and
+    labels go there and come back through export_rows; once it is stopped, /predict still answers
+    200 at once and the lost rows are counted."""
+    url, stop = postgres
+    with in_thread(_app(onnx_model_dir, contract, url)) as http:
+        body = http.post("/predict", json={"rows": [{**GOOD_ROW, "sample_id": "PG-1"}, GOOD_ROW]}).json()
+        assert http.post("/feedback", json={"request_id": body["request_id"], "labels": ["male", "male"]}).status_code == 200
+        assert http.post("/feedback", json={"ids": ["PG-1"], "labels": ["female"]}).status_code == 200
+        logged = list(export_rows(url))
+        assert [(r["id"], r["label"]) for r in logged] == [("PG-1", "male"), (None, "male")]
+        stop()
+        started = time.monotonic()
+        for _ in range(20):
+            assert http.post("/predict", json={"rows": [GOOD_ROW]}).status_code == 200
+        assert time.monotonic() - started < 5
+        deadline = time.monotonic() + 30
+        while _counter(text := http.get("/metrics").text, "serving_prediction_log_dropped_total", reason="write_error") < 1:
+            assert time.monotonic() < deadline, text
+            time.sleep(0.1)
+        assert _counter(text, "serving_prediction_log_rows_total") == 2
+
+
+def test_contract_carries_id_non_feature_and_label_columns(contract, tmp_path) -> None:
+    """From mlops.yaml: `sample_id` is the id, `year` a non-feature column, `sex` the label; all
+    survive contract.json (what the image reads)."""
+    from pipeline.serving.contract import load, write
+
+    assert contract.id_field.name == "sample_id" and "sample_id" not in contract.feature_names
+    assert [f.name for f in contract.extra_fields] == ["year"] and "year" not in contract.feature_names
+    assert contract.label_field.name == "sex" and contract.label_field.allowed == ["female", "male"]
+    assert load(write(contract, tmp_path / "contract.json")) == contract
+
+
+def test_int_column_bounds_are_documented_and_enforced(contract) -> None:
+    """`year` (int, 2007-2035) documents minimum/maximum in the OpenAPI schema (pydantic wrote
+    `ge`/`le`, which no client reads, when the bounds followed the whole-float validator)."""
+    from pydantic import ValidationError
+
+    from pipeline.serving.schema import row_model
+
+    model = row_model(contract)
+    assert model.model_json_schema()["properties"]["year"]["anyOf"][0] == {"type": "integer", "minimum": 2007, "maximum": 2035}
+    row = {**GOOD_ROW}
+    assert model.model_validate({**row, "year": 2009.0}).year == 2009
+    with pytest.raises(ValidationError):
+        model.model_validate({**row, "year": 0})
+
+
+def test_the_monitor_reads_what_the_server_logged(onnx_model_dir, contract, config, _prediction_log_here) -> None:
+    """The monitor's adapter (pipeline/monitor/source.py) on a log the real app wrote: features,
+    the id, the label from /feedback, prediction and score land in its frame."""
+    from pipeline.monitor.source import PREDICTION, SCORE, TS, from_log
+
+    url = str(_prediction_log_here)
+    with in_thread(_app(onnx_model_dir, contract, url)) as http:
+        body = http.post("/predict", json={"rows": [{**GOOD_ROW, "sample_id": "M-1", "year": 2010}, GOOD_ROW]}).json()
+        assert http.post("/feedback", json={"ids": ["M-1"], "labels": ["female"]}).status_code == 200
+    import pandas as pd
+
+    frame = from_log(config, f"sqlite:///{url}", time.time() - 60, time.time() + 1)
+
+    def column(name: str) -> list:
+        return [None if pd.isna(v) else v for v in frame[name]]
+
+    assert column("sample_id") == ["M-1", None] and column("year") == [2010, None]
+    assert column("sex") == ["female", None] and column(PREDICTION) == body["predictions"]
+    assert frame[SCORE].notna().all() and frame[TS].notna().all()
+    assert list(frame["body_mass_g"]) == [GOOD_ROW["body_mass_g"]] * 2
+
+
+def test_export_from_a_missing_file_is_an_error_and_creates_nothing(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="no prediction log"):
+        list(export_rows(str(tmp_path / "nowhere.db")))
+    assert not (tmp_path / "nowhere.db").exists()
