@@ -90,7 +90,8 @@ def test_second_run_hits_the_pip_and_stage_caches(same_repo_pr) -> None:
     second_summary = json.loads((second.artifact("mlops-outputs") / "summary.json").read_text())
     assert second_summary["verdict"] == same_repo_pr["summary"]["verdict"] == "pass"
     assert (second.artifact("mlops-report") / "report.md").read_text(encoding="utf-8").startswith(MARKER)
-    assert second.seconds < first.seconds * 0.6, (first.seconds, second.seconds)
+    # validate and train are saved; evaluate (a few seconds) runs against the champion of now
+    assert second.seconds < first.seconds * 0.75, (first.seconds, second.seconds)
 
 
 def run_comment(same_repo_pr, tmp_path: Path, venv_bin: Path, tamper=None, event: dict | None = None,
