@@ -288,6 +288,18 @@ def tag_version(config: Config, version: str, key: str, value: str) -> None:
     _client().set_model_version_tag(config.registered_model, version, key, value)
 
 
+def follow_alias(config: Config, alias: str, digest: str) -> str | None:
+    """Point MLflow's `alias` at the version promote tagged with this model registry digest, so
+    MLflow's registry mirrors the OCI one; the version, or None when no version carries it."""
+    configure(config)
+    client = _client()
+    for found in client.search_model_versions(f"name='{config.registered_model}'"):
+        if (found.tags or {}).get("model_digest") == digest:
+            client.set_registered_model_alias(config.registered_model, alias, found.version)
+            return str(found.version)
+    return None
+
+
 def registry_fingerprint(config: Config) -> str | None:
     """The local store's bytes (database plus any journal), or None for a tracking server.
 

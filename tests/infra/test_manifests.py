@@ -63,6 +63,11 @@ def test_deployment_keeps_rollout_and_security_guarantees(env: str) -> None:
     assert security["capabilities"]["drop"] == ["ALL"]
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert docs["Service"]["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+    # a private image pulls with the secret infra/README.md says how to create
+    assert pod["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    readme = (REPO / "infra" / "README.md").read_text()
+    namespace = deployment["metadata"]["namespace"].replace(env, "staging")
+    assert f"-n {namespace} create secret docker-registry registry-credentials" in readme
     assert docs["PodDisruptionBudget"]["spec"]["minAvailable"] < docs["HorizontalPodAutoscaler"]["spec"]["minReplicas"]
 
 
