@@ -74,6 +74,42 @@ def _register_lightgbm_onnx() -> None:
                                 convert_lightgbm, options={"split": None})
 
 
+def _register_xgboost_onnx() -> None:
+    """XGBoost's converter from onnxmltools, registered with skl2onnx, also for the classifier
+    wrapped in EncodedLabels: its graph is XGBoost's trees with the original labels as the class
+    labels (codes 0..k-1 are the order of `classes_`), so the graph answers in "female"/"male"."""
+    import copy
+
+    from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+    from xgboost import XGBClassifier, XGBRegressor
+
+    from model.labels import EncodedLabels
+
+    def convert_encoded_labels(scope: Any, operator: Any, container: Any) -> None:
+        wrapper = operator.raw_operator
+        inner = copy.copy(wrapper.estimator_)  # shares the booster; only its class list differs
+        labels = wrapper.classes_  # `classes_` is a read-only property on XGBClassifier
+        inner.__class__ = type("LabelledXGBClassifier", (type(inner),), {"classes_": property(lambda _: labels)})
+        operator.raw_operator = inner
+        try:
+            convert_xgboost(scope, operator, container)
+        finally:
+            operator.raw_operator = wrapper
+
+    classifier_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    update_registered_converter(XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes,
+                                convert_xgboost, options=classifier_options)
+    update_registered_converter(XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes,
+                                convert_xgboost)
+    update_registered_converter(EncodedLabels, "MlopsEncodedLabels", calculate_linear_classifier_output_shapes,
+                                convert_encoded_labels, options=classifier_options)
+
+
 ESTIMATORS: dict[str, Estimator] = {  # FORK: add yours (one record each)
     "random_forest": Estimator(
         factories={
@@ -128,6 +164,7 @@ ESTIMATORS: dict[str, Estimator] = {  # FORK: add yours (one record each)
         ),
         defaults={"n_jobs": 2},
         integer_labels=True,  # XGBClassifier refuses string labels ("Expected: [0 1], got ['female' 'male']")
+        onnx_converter=_register_xgboost_onnx,
     ),
 }
 

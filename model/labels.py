@@ -27,6 +27,11 @@ class EncodedLabels(ClassifierMixin, BaseEstimator):
         self.estimator_ = clone(self.estimator).fit(X, codes, **fit_params)
         return self
 
+    @property
+    def n_features_in_(self) -> int:
+        """The wrapped classifier's input width (the ONNX conversion reads it)."""
+        return int(self.estimator_.n_features_in_)
+
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[np.asarray(self.estimator_.predict(X)).astype(np.int64)]
 

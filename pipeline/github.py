@@ -85,6 +85,8 @@ def step_outputs(result_path: Path, action_outputs: dict[str, str]) -> dict[str,
             values[name] = str(path) if path.exists() else ""
             continue
         value = result.get(source, "") if isinstance(result, dict) else ""
+        if value is None:  # unset (e.g. no model registry): empty, as the actions document, never "None"
+            value = ""
         if isinstance(value, list):
             value = "\n".join(map(str, value))
         values[name] = str(value).lower() if isinstance(value, bool) else str(value)

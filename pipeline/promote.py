@@ -30,10 +30,13 @@ def register_challenger(config: Config, run_id: str, model_uri: str, tags: dict[
 
 
 def promote(config: Config, train_info: dict[str, Any], evaluation: dict[str, Any], challenger_only: bool,
-            publish: bool = True) -> dict[str, Any]:
+            publish: bool = True, defer_champion: bool = False) -> dict[str, Any]:
     """Register the challenger; move `champion` to it only if the evaluation passed against the
     champion that is current now (not one that has moved since). With a model registry
-    configured (and `publish`), a passing model is pushed there and its aliases move too."""
+    configured (and `publish`), a passing model is pushed there and its aliases move too.
+    `defer_champion` (a deploy follows): every gate must pass, `challenger` moves, and `champion`
+    is left to `mlops deploy --env production`, which moves it once production is live; without a
+    model registry nothing could follow the deploy, so `champion` moves here as before."""
     repo = registry.configured() if publish else None
     client = registry.connect(repo) if repo is not None else None  # down or refused: nothing moved yet
     tags: dict[str, str] = {k: str(train_info[k]) for k in ("git_sha", "data_hash", "config_hash") if k in train_info}
@@ -46,10 +49,18 @@ def promote(config: Config, train_info: dict[str, Any], evaluation: dict[str, An
     if not challenger_only and not evaluation.get("passed"):
         failed = "; ".join(evaluation.get("failures", [])) or "evaluation did not pass"
         raise PipelineError(f"promote: champion stays at version {previous or 'none'}: {failed}")
+    defer_champion = defer_champion and client is not None  # only a registry alias can follow the deploy
     if client is not None:
-        result.update(publish_version(client, config, train_info, evaluation, challenger_only))
+        result.update(publish_version(client, config, train_info, evaluation, challenger_only or defer_champion,
+                                      check_champion=not challenger_only))
+        # MLflow's registry mirrors the OCI one: its version names the registry version and digest
+        tracking.tag_version(config, version, "registry_version", str(result["registry_version"]))
+        tracking.tag_version(config, version, "model_digest", result["model_digest"])
         if challenger_only:
             return {**result, "note": "challenger only: champion untouched"}
+    if defer_champion:
+        return {**result, "deferred": True,
+                "note": "every gate passed; `champion` moves when production is live (mlops deploy --env production)"}
     if previous == version:
         return {**result, "note": f"version {version} is already `champion`"}
     compared = evaluation.get("champion_version")
@@ -77,13 +88,15 @@ def lineage(config: Config, train_info: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish_version(client: registry.Client, config: Config, train_info: dict[str, Any], evaluation: dict[str, Any],
-                    challenger_only: bool) -> dict[str, Any]:
+                    challenger_only: bool, check_champion: bool | None = None) -> dict[str, Any]:
     """Push the model as a registry version, move `challenger`, then (unless challenger-only)
-    `champion`, each by compare-and-swap; a lost race or a moved champion fails before `champion`."""
+    `champion`, each by compare-and-swap; a lost race or a moved champion fails before `champion`.
+    `check_champion` (default: not challenger-only) refuses a champion evaluate did not compare with."""
     current = registry.aliases(client)
     expected, champion = evaluation.get("champion_digest"), current[registry.CHAMPION]
     pushed = reuse(client, train_info["run_id"], current)
-    if not challenger_only and champion != expected and not (pushed and pushed.digest == champion):
+    check = not challenger_only if check_champion is None else check_champion
+    if check and champion != expected and not (pushed and pushed.digest == champion):
         raise registry.moved(client, registry.CHAMPION, expected, champion)
     pushed = pushed or push_signed(client, Path(train_info["model_dir"]), lineage(config, train_info))
     registry.move_alias(client, registry.CHALLENGER, pushed.digest, current[registry.CHALLENGER])

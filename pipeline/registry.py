@@ -1,11 +1,14 @@
 """The durable model store: promoted models as OCI artifacts in a container registry, all of it.
 
 `MLOPS_MODEL_REGISTRY` names the repository (`host[:port]/path`, e.g. `ghcr.io/you/repo-model`
-or `127.0.0.1:5000/team/model`). Each promoted model is one immutable artifact (the MLflow model
-directory as one layer, its lineage as manifest annotations) tagged `v<N>`: N is the largest
-version tag there plus one, and tags are never deleted, so a number is never reused. Aliases
-(`challenger`, `staging`, `champion`) are tags moved by PUTting a version's raw manifest bytes
-again under the alias (same bytes, same digest; nothing is re-uploaded).
+or `127.0.0.1:5000/team/model`); on GitHub Actions it defaults to `ghcr.io/<owner>/<repo>/model`
+(lowercased), so two repositories of one owner never share a store, and `off` turns it off.
+Each promoted model is one immutable artifact (the MLflow model directory as one layer, its
+lineage as manifest annotations) tagged `v<N>`: N is the largest version tag there plus one, and
+tags are never deleted, so a number is never reused. Aliases (`challenger`, `staging`,
+`champion`) are tags moved by PUTting a version's raw manifest bytes again under the alias (same
+bytes, same digest; nothing is re-uploaded). Every champion is also recorded under
+`champion-h<N>`, the history `mlops registry rollback` returns along.
 
 Why compare-and-swap with a settle pause: the OCI distribution API has no conditional write, so
 an alias moves in four steps: read it and compare with the digest expected, PUT, wait
@@ -83,9 +86,18 @@ def parse(value: str) -> Repository:
 
 
 def configured() -> Repository | None:
-    """The repository named by MLOPS_MODEL_REGISTRY, or None when it is not set."""
-    value = os.environ.get(ENV, "").strip()
-    return parse(value) if value else None
+    """The repository named by MLOPS_MODEL_REGISTRY (on GitHub Actions, derived from the
+    repository when unset or empty), or None when there is none or it is `off`."""
+    value = os.environ.get(ENV, "").strip() or github_default()
+    return parse(value) if value and value != "off" else None
+
+
+def github_default() -> str:
+    """`ghcr.io/<owner>/<repo>/model` on GitHub Actions (OCI names are lowercase), else ''."""
+    repository = os.environ.get("GITHUB_REPOSITORY", "").strip()
+    if os.environ.get("GITHUB_ACTIONS") != "true" or "/" not in repository:
+        return ""
+    return f"ghcr.io/{repository.lower()}/model"
 
 
 # --- the connection -------------------------------------------------------------------------------
@@ -307,6 +319,40 @@ def move_alias(client: Client, alias: str, digest: str, expected: str | None) ->
     found = resolve(client, alias)
     if found != digest:
         raise moved(client, alias, expected, found)
+    if alias == CHAMPION:
+        record_champion(client, digest, expected)
+
+
+_HISTORY_TAG = re.compile(r"^champion-h([0-9]+)$")
+
+
+def champion_history(client: Client) -> list[tuple[int, str]]:
+    """(entry number, history tag) of every recorded champion, oldest first."""
+    return sorted((int(m.group(1)), tag) for tag in tags(client) if (m := _HISTORY_TAG.match(tag)))
+
+
+def record_champion(client: Client, digest: str, previous: str | None) -> None:
+    """Append `digest` to the champion history (tags `champion-h<N>`, never deleted); the
+    champion it replaced goes first when the history does not hold it yet (older registries)."""
+    history = champion_history(client)
+    last = resolve(client, history[-1][1]) if history else None
+    number = history[-1][0] if history else 0
+    if previous and last != previous:
+        number += 1
+        _put(client, f"champion-h{number}", previous)
+    _put(client, f"champion-h{number + 1}", digest)
+
+
+def previous_champion(client: Client) -> str | None:
+    """The champion before the current one: the history entry before the current champion's
+    latest entry (None when there is no earlier one)."""
+    current = resolve(client, CHAMPION)
+    digests = [resolve(client, tag) for _, tag in champion_history(client)]
+    if current not in digests:
+        return digests[-1] if digests else None
+    latest = len(digests) - 1 - digests[::-1].index(current)
+    earlier = [d for d in digests[:latest] if d and d != current]
+    return earlier[-1] if earlier else None
 
 
 def moved(client: Client, alias: str, expected: str | None, found: str | None) -> PipelineError:

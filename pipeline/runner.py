@@ -10,6 +10,7 @@ run imports no ML library at all.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,9 @@ def remember_registry(config: Config, cache: Cache, aliases: dict[str, str | Non
     cache.save()
 
 
+TRAINS = ("validate", "train")  # a run that executes one of these will train and talk to MLflow
+
+
 def _line(index: int, total: int, name: str, message: str) -> None:
     say(f"[{index}/{total}] {name:<9} {message}")
 
@@ -122,10 +126,17 @@ def run_all(config: Config, force: bool = False, champion: str | None = None) ->
     Returns the worst exit code (1 when validation or any model test failed) and the results of
     the steps that ran this time.
     """
+    with ExitStack() as tracking_process:  # MLflow's own process, from the moment the run will train
+        return _run_steps(config, force, champion, tracking_process)
+
+
+def _run_steps(config: Config, force: bool, champion: str | None,
+               tracking_process: ExitStack) -> tuple[int, dict[str, StepResult]]:
     started = time.perf_counter()
     ctx = Context(config)
     cache = Cache(ctx.paths.cache)
-    upstream, worst, ran, results = "", 0, [], {}
+    upstream, worst, results = "", 0, {}
+    ran: list[str] = []
     total = len(registry.RUN_STEPS) + 1
     for index, step in enumerate(registry.RUN_STEPS, start=1):
         options = {"champion": champion} if step.name == "evaluate" else {}
@@ -137,6 +148,10 @@ def run_all(config: Config, force: bool = False, champion: str | None = None) ->
             code = int(entry["code"])
         else:
             t0 = time.perf_counter()
+            if step.name in TRAINS and not ran:  # MLflow starts up beside validate and the fit
+                from pipeline import tracking_worker
+
+                tracking_process.enter_context(tracking_worker.started(config))
             _line(index, total, step.name, "running")
             code, results[step.name] = execute(ctx, step, options, cache)
             cache.record(ctx, step, key, code=code, seconds=round(time.perf_counter() - t0, 3))

@@ -1,10 +1,18 @@
 """Signing promoted models and checking them where they are loaded back (the `model-signing`
-package, key mode: an elliptic-curve PEM key pair, no network).
+package).
 
-`MLOPS_MODEL_SIGNING_KEY` (a private key file) makes promote sign the model directory; the
-signature travels in the registry artifact beside the model. `MLOPS_MODEL_SIGNING_PUBLIC_KEY`
-(its public key) makes every registry pull verify it: a model whose bytes do not match its
-signature, or that has none, is refused. Keyless signing with GitHub's OIDC token is not here yet.
+Which signer, from the environment (`signer_mode`): `MLOPS_MODEL_SIGNING_KEY` (an elliptic-curve
+private key PEM) signs with that key, offline; else, on GitHub Actions in a job granted
+`id-token: write` (ACTIONS_ID_TOKEN_REQUEST_URL is set), keyless with Sigstore and the job's OIDC
+token (needs the network: it cannot run on an offline machine); else the model is pushed unsigned
+and promote says so. The signature travels in the registry artifact beside the model.
+
+Which verifier (`verifier_mode`): `MLOPS_MODEL_SIGNING_PUBLIC_KEY` (the key's public half), else
+`MLOPS_MODEL_SIGNING_IDENTITY` (the signing workflow's identity, e.g.
+`https://github.com/OWNER/REPO/.github/workflows/main.yml@refs/heads/main`, issuer
+`MLOPS_MODEL_SIGNING_ISSUER`, default GitHub's). With either, every registry model is verified
+before it is used (evaluate's champion, `mlops registry pull`, serve, build, deploy) and a
+tampered or unsigned one is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +24,10 @@ from pipeline.errors import PipelineError
 
 KEY_ENV = "MLOPS_MODEL_SIGNING_KEY"
 PUBLIC_KEY_ENV = "MLOPS_MODEL_SIGNING_PUBLIC_KEY"
+IDENTITY_ENV = "MLOPS_MODEL_SIGNING_IDENTITY"
+ISSUER_ENV = "MLOPS_MODEL_SIGNING_ISSUER"
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+OIDC_ENV = "ACTIONS_ID_TOKEN_REQUEST_URL"  # set by GitHub only in jobs granted `id-token: write`
 SIGNATURE_NAME = "model.sig"
 SIGNATURE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
@@ -36,37 +48,68 @@ def _library() -> None:
         raise PipelineError(f"signing needs the `sign` extra: pip install -e '.[sign]' ({exc})") from None
 
 
+def signer_mode() -> str | None:
+    """'key' (MLOPS_MODEL_SIGNING_KEY), 'keyless' (GitHub OIDC token available) or None (unsigned)."""
+    if _key(KEY_ENV) is not None:
+        return "key"
+    if os.environ.get("GITHUB_ACTIONS") == "true" and os.environ.get(OIDC_ENV):
+        return "keyless"
+    return None
+
+
+def verifier_mode() -> str | None:
+    """'key' (MLOPS_MODEL_SIGNING_PUBLIC_KEY), 'identity' (MLOPS_MODEL_SIGNING_IDENTITY) or None."""
+    if _key(PUBLIC_KEY_ENV) is not None:
+        return "key"
+    if os.environ.get(IDENTITY_ENV, "").strip():
+        return "identity"
+    return None
+
+
 def sign(model_dir: Path, signature: Path) -> bool:
-    """Sign model_dir into `signature` with MLOPS_MODEL_SIGNING_KEY; False when no key is set."""
-    key = _key(KEY_ENV)
-    if key is None:
+    """Sign model_dir into `signature` (the mode `signer_mode` picks); False when unsigned."""
+    mode = signer_mode()
+    if mode is None:
         return False
     _library()
     import model_signing.signing
 
+    config = model_signing.signing.Config()
     try:
-        model_signing.signing.Config().use_elliptic_key_signer(private_key=key).sign(model_dir, signature)
+        if mode == "key":
+            config.use_elliptic_key_signer(private_key=str(_key(KEY_ENV)))
+        else:
+            config.use_sigstore_signer(use_ambient_credentials=True)
+        config.sign(model_dir, signature)
     except Exception as exc:  # the library raises many types; one line for the user
-        raise PipelineError(f"signing {model_dir} with {KEY_ENV}={key} failed: {type(exc).__name__}: {exc}") from None
+        how = f"{KEY_ENV}={_key(KEY_ENV)}" if mode == "key" else "Sigstore (GitHub OIDC token)"
+        raise PipelineError(f"signing {model_dir} with {how} failed: {type(exc).__name__}: {exc}") from None
     return True
 
 
 def required() -> bool:
-    """True when a public key is configured: then every registry model must verify."""
-    return _key(PUBLIC_KEY_ENV) is not None
+    """True when a public key or identity is configured: then every registry model must verify."""
+    return verifier_mode() is not None
 
 
 def verify(model_dir: Path, signature: Path | None, what: str) -> None:
-    """Refuse `what` unless its signature matches model_dir (only when a public key is configured)."""
-    key = _key(PUBLIC_KEY_ENV)
-    if key is None:
+    """Refuse `what` unless its signature matches model_dir (only when a verifier is configured)."""
+    mode = verifier_mode()
+    if mode is None:
         return
+    setting = PUBLIC_KEY_ENV if mode == "key" else IDENTITY_ENV
     if signature is None or not signature.is_file():
-        raise PipelineError(f"{what}: refused: unsigned, and {PUBLIC_KEY_ENV} requires a signature")
+        raise PipelineError(f"{what}: refused: unsigned, and {setting} requires a signature")
     _library()
     import model_signing.verifying
 
+    config = model_signing.verifying.Config()
     try:
-        model_signing.verifying.Config().use_elliptic_key_verifier(public_key=key).verify(model_dir, signature)
+        if mode == "key":
+            config.use_elliptic_key_verifier(public_key=str(_key(PUBLIC_KEY_ENV)))
+        else:
+            config.use_sigstore_verifier(identity=os.environ[IDENTITY_ENV].strip(),
+                                         oidc_issuer=os.environ.get(ISSUER_ENV, "").strip() or GITHUB_ISSUER)
+        config.verify(model_dir, signature)
     except Exception as exc:
-        raise PipelineError(f"{what}: refused: its signature does not verify with {PUBLIC_KEY_ENV}: {exc}") from None
+        raise PipelineError(f"{what}: refused: its signature does not verify with {setting}: {exc}") from None

@@ -9,15 +9,17 @@ time, when we built them ourselves.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import subprocess
 import warnings
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from pipeline.config import Config
 from pipeline.errors import PipelineError
@@ -30,6 +32,28 @@ TRACKED_PACKAGES = (*RUNTIME_PACKAGES, "mlflow", "pandera")
 
 
 _CONFIGURED: set[tuple[str, str]] = set()
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Remote(Protocol):
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any: ...
+
+
+_REMOTE: Remote | None = None  # set while `mlops run` keeps MLflow in a second process (pipeline.tracking_worker)
+
+
+def remote(func: Callable[P, R]) -> Callable[P, R]:
+    """MLflow work that runs in the tracking process while one is active, else right here."""
+
+    @functools.wraps(func)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        if _REMOTE is None:
+            return func(*args, **kwargs)
+        return cast(R, _REMOTE.call(func.__name__, args, kwargs))
+
+    return call
+
 
 
 def configure(config: Config) -> str:
@@ -147,6 +171,7 @@ def trusted_types(config: Config, model: Any) -> list[str]:
     return list(sio.get_untrusted_types(data=sio.dumps(model)))
 
 
+@remote
 def log_training(
     config: Config,
     model: Any,
@@ -218,6 +243,7 @@ def save_local_copy(model_uri: str, model_dir: Path) -> None:
     shutil.rmtree(downloaded, ignore_errors=True)
 
 
+@remote
 def load_model(uri: str) -> Any:
     """Load an sklearn model saved by this template (a directory path or a models:/ URI)."""
     import mlflow
@@ -236,6 +262,7 @@ def _client() -> Any:
     return MlflowClient()
 
 
+@remote
 def register_version(config: Config, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
     """The registry version of the run's model, registered once per run; returns the version."""
     import mlflow
@@ -250,6 +277,7 @@ def register_version(config: Config, run_id: str, model_uri: str, tags: dict[str
         return str(mlflow.register_model(model_uri, name, tags=tags).version)
 
 
+@remote
 def alias_version(config: Config, alias: str) -> str | None:
     """The version behind `alias`, or None when there is none (or no registered model yet)."""
     from mlflow.exceptions import MlflowException
@@ -265,14 +293,28 @@ def alias_uri(config: Config, alias: str) -> str:
     return f"models:/{config.registered_model}@{alias}"
 
 
+@remote
 def set_alias(config: Config, alias: str, version: str) -> None:
     configure(config)
     _client().set_registered_model_alias(config.registered_model, alias, version)
 
 
+@remote
 def tag_version(config: Config, version: str, key: str, value: str) -> None:
     configure(config)
     _client().set_model_version_tag(config.registered_model, version, key, value)
+
+
+def follow_alias(config: Config, alias: str, digest: str) -> str | None:
+    """Point MLflow's `alias` at the version promote tagged with this model registry digest, so
+    MLflow's registry mirrors the OCI one; the version, or None when no version carries it."""
+    configure(config)
+    client = _client()
+    for found in client.search_model_versions(f"name='{config.registered_model}'"):
+        if (found.tags or {}).get("model_digest") == digest:
+            client.set_registered_model_alias(config.registered_model, alias, found.version)
+            return str(found.version)
+    return None
 
 
 def registry_fingerprint(config: Config) -> str | None:

@@ -52,9 +52,10 @@ def _local_tracking():
     it in-process; the whole environment is restored after each test so nothing leaks into the
     subprocesses of the next one."""
     saved = dict(os.environ)
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLOPS_OUTPUTS",
-                 "MLOPS_MODEL_REGISTRY"):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLOPS_OUTPUTS"):
         os.environ.pop(name, None)
+    # no model registry unless a test names one: on GitHub Actions an unset one means GHCR
+    os.environ["MLOPS_MODEL_REGISTRY"] = "off"
     yield
     os.environ.clear()
     os.environ.update(saved)

@@ -166,8 +166,10 @@ def ensure_base_image(tag: str = BASE_IMAGE) -> str:
 
 # --- Prometheus ---------------------------------------------------------------------------------------
 
-def start_prometheus(targets: list[str], port: int | None = None, interval: str = "1s") -> tuple[subprocess.Popen[bytes], str]:
-    """A Prometheus scraping `targets` (host:port) at /metrics; returns (process, base URL).
+def start_prometheus(targets: list[str], port: int | None = None, interval: str = "1s",
+                     config_text: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A Prometheus scraping `targets` (host:port) at /metrics, or running `config_text` (a whole
+    prometheus.yml; rule files named in it by absolute path); returns (process, base URL).
 
     Not shared: each caller gets its own config and data dir; stop it with `proc.terminate()`.
     """
@@ -179,7 +181,7 @@ def start_prometheus(targets: list[str], port: int | None = None, interval: str 
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     config = state / "prometheus.yml"
-    config.write_text(json.dumps({
+    config.write_text(config_text or json.dumps({
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "scrape_configs": [{"job_name": "serving", "static_configs": [{"targets": targets}]}],
     }), encoding="utf-8")
@@ -193,6 +195,25 @@ def start_prometheus(targets: list[str], port: int | None = None, interval: str 
         proc.terminate()
         raise
     return proc, url
+
+
+def start_pushgateway(port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Debian's Pushgateway on a free loopback port, nothing persisted; returns (process, host:port).
+
+    Not shared: stop it with `proc.terminate()`."""
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if not binary:
+        raise EngineUnavailable("prometheus-pushgateway not installed (apt-get install prometheus-pushgateway)")
+    port = port or free_port()
+    log = ENGINE_DIR / f"pushgateway-{port}.log"
+    # Without --persistence.file= it writes under /var/lib/prometheus at exit.
+    proc = _spawn([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="], log)
+    try:
+        _wait(lambda: http_ok(f"http://127.0.0.1:{port}/-/ready"), 30, "pushgateway", log)
+    except EngineUnavailable:
+        proc.terminate()
+        raise
+    return proc, f"127.0.0.1:{port}"
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Set up a machine to run the test suite: the Python venv with the test extras at the versions
 # locked in requirements.txt and, when run as root on Debian/Ubuntu, the engines the end-to-end
-# tests start (Docker engine, registry, Prometheus, wrk, debootstrap for the air-gapped base
-# image, skopeo, PostgreSQL for the prediction log). Idempotent.
+# tests start (Docker engine, registry, Prometheus and its Pushgateway, wrk, debootstrap for the
+# air-gapped base image, skopeo, PostgreSQL for the prediction log). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker.io docker-registry prometheus wrk debootstrap skopeo postgresql)
+packages=(docker.io docker-registry prometheus prometheus-pushgateway wrk debootstrap skopeo postgresql)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

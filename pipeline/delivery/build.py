@@ -49,7 +49,7 @@ CA_BUNDLES = [os.environ.get("PIP_CERT", ""), os.environ.get("SSL_CERT_FILE", ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="MLflow model directory or URI (default: the `challenger` alias)")
+    parser.add_argument("--model", help="MLflow model directory, URI or registry:REF (default: the `challenger` alias)")
     parser.add_argument("--registry", default=os.environ.get("MLOPS_REGISTRY", "127.0.0.1:5000"),
                         help="registry host[:port][/namespace]")
     parser.add_argument("--image", default=None, help="repository name (default: the project name)")
@@ -236,9 +236,23 @@ def stage(config, resolved, args: argparse.Namespace, base: str, dest: Path) -> 
               "io.mlops.data.hash": build_args["DATA_HASH"]}
     if build_args["SOURCE"]:
         labels["org.opencontainers.image.source"] = build_args["SOURCE"]
+    if resolved.digest:  # the registry model inside, by digest: the image's lineage back to it
+        labels["io.mlops.model.digest"] = resolved.digest
     ca = next((c for c in CA_BUNDLES if c and Path(c).is_file()), None)
     conversion = stage_context(config, resolved.path, dest, infra_dir(config.root), convert=not args.no_onnx)
     return Staged(dest, repo, tags, build_args, labels, conversion.runtime, [f"pipca={ca}"] if ca else [])
+
+
+def refuse_unverified(resolved) -> None:
+    """With a public key or identity configured, only a verified registry model goes into an image."""
+    from pipeline import signing
+    from pipeline.delivery.serve import REGISTRY_PREFIX
+
+    if signing.required() and not resolved.digest:
+        raise PipelineError(f"build: {resolved.uri} is not from the model registry, so it cannot be verified, and "
+                            f"a verification key is configured: build {REGISTRY_PREFIX}<version or digest> instead")
+    print(f"build: model {resolved.uri}" + (" (registry, verified)" if signing.required() else
+                                            " (not verified: no public key or identity configured)"))
 
 
 def _fresh_folder(path: Path) -> Path:
@@ -270,6 +284,7 @@ def main(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     resolved = resolve_model(config, args.model)
+    refuse_unverified(resolved)
     if args.context:
         staged = stage(config, resolved, args, args.base_image, _fresh_folder(Path(args.context)))
         (staged.context / CONTEXT_MARK).write_text("staged by `mlops build --context`\n")

@@ -12,20 +12,26 @@ deployed model's alias there follows the deploy: `staging` after a staging deplo
 after a production one, moved by compare-and-swap from where it stood before the rollout, and
 only once the smoke test passed. The registry is checked before the rollout starts, so a
 registry that is down fails the deploy before anything changes; a failed or rolled-back deploy
-leaves the alias where it was.
+leaves the alias where it was. With a public key or identity configured (pipeline/signing.py)
+that model is pulled and its signature verified before the rollout: a tampered or unsigned one
+is refused. Swarm deploys pass a registry login to the nodes (`--with-registry-auth`): the
+model registry's credentials when the image lives on the same host (`pull_login`), else the
+client's own.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +135,33 @@ def _spec_image(service: dict[str, Any] | None) -> str:
     return service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] if service else ""
 
 
+@contextlib.contextmanager
+def pull_login(image: str) -> Iterator[dict[str, str]]:
+    """The login the swarm nodes pull `image` with: with MLOPS_MODEL_REGISTRY_USERNAME/PASSWORD
+    set (on GitHub the workflow token) and the image on the model registry's host, a throwaway
+    Docker config logged in there (DOCKER_CONFIG), removed afterwards, so the token never lands in
+    ~/.docker; otherwise nothing (the client's own `docker login`, if any, is used)."""
+    from pipeline import registry
+
+    user = os.environ.get(f"{registry.ENV}_USERNAME", "")
+    password = os.environ.get(f"{registry.ENV}_PASSWORD", "")
+    repo = registry.configured()
+    host = image.split("/", 1)[0]
+    if not (user and password and repo is not None and repo.host == host):
+        yield {}
+        return
+    folder = tempfile.mkdtemp(prefix="mlops-docker-config-")
+    try:
+        login = subprocess.run(["docker", "--config", folder, "login", host, "--username", user, "--password-stdin"],
+                               input=password, capture_output=True, text=True)
+        if login.returncode != 0:
+            raise PipelineError(f"docker login {host} (for the swarm nodes to pull {image}) failed: "
+                                f"{docker_problem(login.stderr)}")
+        yield {"DOCKER_CONFIG": folder}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def wait_swarm_update(stack: str, previous_started: str | None, timeout: float) -> dict[str, Any]:
     """Poll until the update that began after `previous_started` reaches a terminal state."""
     deadline = time.monotonic() + timeout
@@ -153,8 +186,10 @@ def deploy_swarm(config: Any, args: argparse.Namespace, image: str) -> int:
 
     stack_file = infra_dir(config.root) / "swarm" / "stack.yml"
     files = [arg for path in [stack_file, *args.compose_file] for arg in ("-c", str(path))]
-    result = subprocess.run(["docker", "stack", "deploy", "--prune", *files, stack], env=env,
-                            capture_output=True, text=True)
+    # --with-registry-auth: the nodes pull a private image (GHCR) with this client's registry login
+    with pull_login(image) as login:
+        result = subprocess.run(["docker", "stack", "deploy", "--prune", "--with-registry-auth", *files, stack],
+                                env={**env, **login}, capture_output=True, text=True)
     if result.returncode != 0:
         raise PipelineError(f"docker stack deploy {stack} failed: {docker_problem(result.stderr)}")
     after = _service(stack)
@@ -269,14 +304,31 @@ def main(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     image = _image(config, args.image)
-    follow = alias_to_follow(args.env, args.model_digest)  # before the rollout: a registry that is down stops it here
+    verify_model(config, args.model_digest)  # before the rollout: a tampered or unsigned model never goes live
+    follow = alias_to_follow(config, args.env, args.model_digest)  # before the rollout: a registry that is down stops it here
     code = (deploy_swarm if args.target == "swarm" else deploy_kubernetes)(config, args, image)
     if follow is not None:
         follow()
     return code
 
 
-def alias_to_follow(env: str, digest: str | None) -> Callable[[], None] | None:
+def verify_model(config: Any, digest: str | None) -> None:
+    """With a public key or identity configured, the deployed model (`--model-digest`) is pulled
+    from the registry and its signature checked first; without a digest there is nothing to check."""
+    from pipeline import registry, signing
+    from pipeline.paths import Paths
+
+    if not signing.required():
+        return
+    repo = registry.configured()
+    if repo is None or not digest:
+        raise PipelineError("deploy: a verification key or identity is configured, so the model must be checked "
+                            f"before the rollout: set {registry.ENV} and pass --model-digest sha256:...")
+    registry.pull(registry.connect(repo), digest, Paths(config.root).state / "registry")
+    print(f"deploy: {repo.ref(digest)}: signature verified")
+
+
+def alias_to_follow(config: Any, env: str, digest: str | None) -> Callable[[], None] | None:
     """What moves the registry alias of `env` to `digest` after a passing deploy (None: nothing to move)."""
     from pipeline import registry
 
@@ -292,5 +344,10 @@ def alias_to_follow(env: str, digest: str | None) -> Callable[[], None] | None:
     def move() -> None:
         registry.move_alias(client, alias, digest, expected)
         print(f"deploy: {repo} `{alias}` -> {digest}")
+        if os.environ.get("MLFLOW_TRACKING_URI"):  # MLflow's registry follows too
+            from pipeline import tracking
+
+            version = tracking.follow_alias(config, alias, digest)
+            print(f"deploy: MLflow `{alias}` -> " + (f"version {version}" if version else "nothing: no version has that digest"))
 
     return move

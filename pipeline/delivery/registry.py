@@ -1,10 +1,11 @@
-"""look at the model registry (MLOPS_MODEL_REGISTRY): list versions, show one, pull one.
+"""look at the model registry (MLOPS_MODEL_REGISTRY): list versions, show one, pull one, roll back.
 
 `mlops registry list` prints every version with its aliases and lineage, newest first;
 `mlops registry show REF` one version's metrics, lineage and requirements; `mlops registry pull
-REF --output DIR` downloads its MLflow model directory (serve it with `mlops serve --model DIR`).
-REF is an alias (`champion`, `challenger`, `staging`), a version (`3` or `v3`) or a digest. For
-people: all registry access is `pipeline.registry`; this only formats.
+REF --output DIR` downloads its MLflow model directory (serve it with `mlops serve --model DIR`);
+`mlops registry rollback [REF]` moves `champion` back to the champion before it (or to REF) by
+compare-and-swap. REF is an alias (`champion`, `challenger`, `staging`), a version (`3` or `v3`)
+or a digest. For people: all registry access is `pipeline.registry`; this only formats.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ if TYPE_CHECKING:  # top level stays standard-library only (the CLI imports this
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("list", "show", "pull"))
-    parser.add_argument("ref", nargs="?", help="alias, version (3 or v3) or digest (show, pull; default: champion)")
+    parser.add_argument("action", choices=("list", "show", "pull", "rollback"))
+    parser.add_argument("ref", nargs="?", help="alias, version (3 or v3) or digest (show, pull: default champion; "
+                                               "rollback: default the previous champion)")
     parser.add_argument("--repository", default=os.environ.get("MLOPS_MODEL_REGISTRY"),
                         help="host[:port]/path (default: MLOPS_MODEL_REGISTRY)")
     parser.add_argument("--output", metavar="DIR", help="pull: where the model directory goes (default: ./model-v<N>)")
@@ -33,11 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pipeline import registry
 
-    if not args.repository:
+    given = args.repository if args.repository and args.repository.strip() != "off" else None
+    repo = registry.parse(given) if given else registry.configured()  # on GitHub: the derived default
+    if repo is None:
         raise PipelineError(f"mlops registry: no repository: set {registry.ENV} or pass --repository host[:port]/path")
-    client = registry.connect(registry.parse(args.repository))
+    client = registry.connect(repo)
     if args.action == "list":
         print(list_text(client))
+        return 0
+    if args.action == "rollback":
+        print(rollback(client, args.ref))
         return 0
     version = registry.describe(client, args.ref or registry.CHAMPION)
     if version is None:
@@ -107,3 +114,26 @@ def show_text(client: Client, version: Version) -> str:
     lines.append("  requirements:")
     lines += [f"    {line}" for line in _note(version, "requirements").splitlines() if line.strip()] or ["    -"]
     return "\n".join(lines)
+
+
+def rollback(client: Client, ref: str | None) -> str:
+    """Move `champion` back to the previous champion (or to REF) by compare-and-swap; say what moved.
+    The service itself is not redeployed: deploy the image of that version too."""
+    from pipeline import registry
+
+    current = registry.resolve(client, registry.CHAMPION)
+    if current is None:
+        raise PipelineError(f"mlops registry rollback: {client.repo} has no `champion` to roll back")
+    target = registry.describe(client, ref) if ref else None
+    if ref and target is None:
+        raise PipelineError(f"mlops registry rollback: {client.repo}: no version {ref!r}")
+    digest = target.digest if target else registry.previous_champion(client)
+    if digest is None:
+        raise PipelineError(f"mlops registry rollback: {client.repo}: no earlier champion recorded; "
+                            "name the version to return to: mlops registry rollback N")
+    if digest == current:
+        return f"{client.repo}: `champion` is already version {registry.version_of(client, digest)} ({digest})"
+    registry.move_alias(client, registry.CHAMPION, digest, current)
+    before, after = registry.version_of(client, current), registry.version_of(client, digest)
+    return (f"{client.repo}: `champion` moved back from version {before} ({current[:19]}) "
+            f"to version {after} ({digest[:19]})\nredeploy that model's image to serve it: its tag is model-{after}")

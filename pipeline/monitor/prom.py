@@ -25,6 +25,12 @@ def registry(project: str, result: dict[str, Any]) -> Any:
     for name, value in (result.get("metrics") or {}).items():
         if value is not None:
             metric.labels(project, name).set(value)
+    # The gate beside the metric, so alert rules and dashboards compare against mlops.yaml's own
+    # threshold instead of a copy of it.
+    gate = Gauge("mlops_monitor_live_gate", "The live metric's gate threshold (direction: higher or lower is better)",
+                 ["project", "metric", "direction"], registry=reg)
+    for row in result.get("gates") or []:
+        gate.labels(project, row["metric"], row["direction"]).set(row["threshold"])
     psi = Gauge("mlops_monitor_drift_psi", "PSI of a feature's live values against the reference",
                 ["project", "feature"], registry=reg)
     drifted = Gauge("mlops_monitor_drifted", "1 when the feature drifted (PSI and test)", ["project", "feature"],

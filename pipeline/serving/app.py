@@ -98,8 +98,7 @@ class Instrument:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             method = method_label(scope.get("method", ""))
-            self.state.metrics.requests.labels(path, method, str(status)).inc()
-            self.state.metrics.latency.labels(path, method, str(status)).observe(time.perf_counter() - started)
+            self.state.metrics.observe_request(path, method, status, time.perf_counter() - started)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -159,7 +158,7 @@ def _warm_up(state: State) -> None:
     NumPy only: ready in a fraction of a second), else the scikit-learn pipeline."""
     settings, model_dir = state.settings, state.settings.model_dir
     if state.predictor is None:
-        state.predictor = predictor_mod.load(model_dir, state.contract, onnx=settings.fast_path)
+        state.predictor = predictor_mod.load(model_dir, state.contract, onnx=settings.onnx)
     print(f"model served by {state.predictor.runtime}", file=sys.stderr, flush=True)
     rows = predictor_mod.warm_up_rows(model_dir, state.contract)
     for _ in range(3):

@@ -3,11 +3,12 @@
 Why our own pre-fork instead of `uvicorn --workers`: the model is loaded once in the parent and
 shared copy-on-write, and a worker that dies is replaced. Why our own protocol: each accepted
 socket gets TCP_NODELAY (without it, keep-alive responses can wait ~40 ms for Nagle + delayed
-ACK), headers are capped (431: httptools grows a long header by concatenation, so a 256 MiB one
-held a worker for minutes) and a request must arrive whole within MLOPS_READ_TIMEOUT (408 and
-close: silent or trickling clients cannot hold connections). SIGTERM first flips /ready to 503,
-keeps serving for MLOPS_DRAIN_SECONDS (so load balancers stop sending), then accepts what is
-already queued, finishes in-flight requests, closes idle connections and exits 0.
+ACK) and a response goes out in one send (head and body joined), headers are capped (431:
+httptools grows a long header by concatenation, so a 256 MiB one held a worker for minutes)
+and a request must arrive whole within MLOPS_READ_TIMEOUT (408 and close: silent or trickling
+clients cannot hold connections). SIGTERM first flips /ready to 503, keeps serving for
+MLOPS_DRAIN_SECONDS (so load balancers stop sending), then accepts what is already queued,
+finishes in-flight requests, closes idle connections and exits 0.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -32,6 +33,38 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 IDLE_GRACE_SECONDS = 1.0
 # The supervisor gives up (exit 1) when more workers than this die within RESTART_WINDOW seconds.
 MAX_RESTARTS, RESTART_WINDOW = 10, 60.0
+
+
+class OneSendTransport:
+    """A transport whose writes within one event-loop turn go out as one send.
+
+    Why: uvicorn writes a response's head and body separately; with TCP_NODELAY that is two
+    packets, two system calls and two wake-ups of the client (the first finds half a response).
+    Joined, a small response is one of each. Writes leave at the end of the turn they were made
+    in, and close() sends what is held first, so the order on the wire never changes."""
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport, self.loop = transport, loop
+        self.held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self.held:
+            self.loop.call_soon(self.send)
+        self.held.append(data)
+
+    def send(self) -> None:
+        if self.held:
+            data = self.held[0] if len(self.held) == 1 else b"".join(self.held)
+            self.held.clear()
+            if not self.transport.is_closing():
+                self.transport.write(data)
+
+    def close(self) -> None:
+        self.send()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the real transport's
+        return getattr(self.transport, name)
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -45,7 +78,7 @@ class HttpProtocol(HttpToolsProtocol):
         sock = transport.get_extra_info("socket")
         if self.nodelay and sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, OneSendTransport(transport, self.loop)))  # duck-typed
         self.reading = False  # a request has begun and has not arrived whole
         self.in_headers = False
         self.header_bytes = 0
@@ -232,7 +265,7 @@ def _serve(host: str, port: int, workers: int, model_dir: Path, contract_path: P
     if contract is None:
         contract = contract_mod.load(contract_path or model_dir / "contract.json")
     # onnxruntime when the build verified an ONNX graph for this model file; else scikit-learn.
-    loaded = predictor.load(model_dir, contract, onnx=settings.fast_path, workers=workers)
+    loaded = predictor.load(model_dir, contract, onnx=settings.onnx, workers=workers)
     problem = predictor.warm_up_problem(loaded, predictor.warm_up_rows(model_dir, contract), contract)
     if problem:
         print(f"error: {model_dir}: the model cannot warm up: {problem}", file=sys.stderr, flush=True)

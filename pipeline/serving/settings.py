@@ -24,7 +24,8 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: int(_env("MLOPS_MAX_BODY_BYTES", str(1024 * 1024))))
     max_rows: int = field(default_factory=lambda: int(_env("MLOPS_MAX_ROWS", str(DEFAULT_MAX_ROWS))))
     predict_timeout: float = field(default_factory=lambda: float(_env("MLOPS_PREDICT_TIMEOUT", "5")))
-    fast_path: bool = field(default_factory=lambda: _env("MLOPS_FAST_PATH", "1") != "0")
+    # Serve the ONNX graph the build verified for this model file, when there is one (0: scikit-learn).
+    onnx: bool = field(default_factory=lambda: _env("MLOPS_ONNX", "1") != "0")
     drain_seconds: float = field(default_factory=lambda: float(_env("MLOPS_DRAIN_SECONDS", "0")))
     # Hostile or broken clients: bytes of request line + headers (431 past it), and seconds a
     # request may take to arrive whole, from connect or its first byte (408 and close past it);

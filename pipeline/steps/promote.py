@@ -19,9 +19,12 @@ class PromoteResult(StepResult):
     registry_version: int | None = None
     model_digest: str | None = None
     signed: bool | None = None  # with MLOPS_MODEL_SIGNING_KEY; False: pushed unsigned
+    deferred: bool = False  # --defer-champion: every gate passed, `champion` moves after the production deploy
 
     def summary_lines(self) -> list[str]:
         moved = f"champion -> version {self.version}" if self.moved else "champion unchanged"
+        if self.deferred:
+            moved = "champion moves when production is live (mlops deploy --env production)"
         lines = [f"promote: {self.model} version {self.version} is `challenger`; {moved}"]
         if self.registry is not None:
             where = "`challenger` and `champion`" if self.moved else "`challenger`"
@@ -31,7 +34,8 @@ class PromoteResult(StepResult):
         return lines
 
 
-def run(ctx: Context, challenger_only: bool = False, publish: bool = True) -> tuple[int, PromoteResult]:
+def run(ctx: Context, challenger_only: bool = False, publish: bool = True,
+        defer_champion: bool = False) -> tuple[int, PromoteResult]:
     """Register the trained model; move the champion alias only if the evaluation passed.
     `publish=False` (`mlops run`) keeps it local: nothing goes to MLOPS_MODEL_REGISTRY."""
     from pipeline.promote import promote
@@ -41,7 +45,7 @@ def run(ctx: Context, challenger_only: bool = False, publish: bool = True) -> tu
     if evaluation is not None and evaluation.run_id != info.run_id:
         raise PipelineError("promote: evaluate.json belongs to another training run; run `mlops evaluate`")
     result = promote(ctx.config, info.model_dump(), evaluation.model_dump() if evaluation else {}, challenger_only,
-                     publish=publish)
+                     publish=publish, defer_champion=defer_champion)
     return 0, PromoteResult.model_validate(result)
 
 
@@ -54,8 +58,11 @@ STEP = Step(
     result=PromoteResult,
     result_file="promote.json",
     run=run,
-    options=(Option("--challenger-only", "register and alias `challenger`, never `champion`", is_switch=True),),
+    options=(Option("--challenger-only", "register and alias `challenger`, never `champion`", is_switch=True),
+             Option("--defer-champion", "every gate must pass; move `challenger` and leave `champion` to "
+                    "`mlops deploy --env production` (a deploy follows)", is_switch=True)),
     action_outputs={"model-version": "version", "moved": "moved", "result": "@promote.json",
-                    "registry-version": "registry_version", "model-digest": "model_digest"},
+                    "registry-version": "registry_version", "model-digest": "model_digest",
+                    "deferred": "deferred"},
     in_run=False,
 )

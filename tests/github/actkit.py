@@ -217,7 +217,9 @@ def run_act(repo: Path, event_name: str, event: dict, *, state: Path, venv_bin: 
         cmd += ["--env", f"{key}={value}"]
     for key, value in (secrets or {}).items():
         cmd += ["--secret", f"{key}={value}"]
-    for key, value in (variables or {}).items():
+    # ghcr.io (the model registry an unset MLOPS_MODEL_REGISTRY means on GitHub) is out of reach
+    # here: off, unless a test names its local registry
+    for key, value in {"MLOPS_MODEL_REGISTRY": "off", **(variables or {})}.items():
         cmd += ["--var", f"{key}={value}"]
     cmd += extra_args or []
     process_env = {

@@ -9,7 +9,9 @@ the real one, fails in a private repository without GitHub Enterprise Cloud. The
 the local registry (127.0.0.1:5000, started by tests/engines.py); IMAGE_REGISTRY points the
 workflow there instead of GHCR. The first run is a public fresh fork with no DEPLOY_TARGET: the
 deploy jobs are skipped with a notice while the rest stays green. The second is a private
-repository deploying to the local swarm: no attestation (a notice), the deploy still happens.
+repository deploying to the local swarm: no attestation (a notice), the deploy still happens, and
+with MLOPS_MODEL_REGISTRY pointing at the local registry the aliases move challenger -> staging ->
+champion as the deploy goes live.
 
 Everything a run creates on the shared engine (image repository, swarm stacks) is named after a
 project name unique to the test run, so two runs sharing one engine cannot break each other.
@@ -167,7 +169,9 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
     try:
         with EdgeProxy(f"{stacks[0]}_serving", ports[stacks[0]], network=EDGE_NETWORK), \
              EdgeProxy(f"{stacks[1]}_serving", ports[stacks[1]], network=EDGE_NETWORK):
-            deploy_vars = {**registry_vars, "DEPLOY_TARGET": "swarm", "DEPLOY_SWARM_OVERRIDE": "infra/swarm/edge.yml",
+            # the model registry (GHCR on GitHub) is the local one: the aliases follow the deploy
+            deploy_vars = {**registry_vars, "MLOPS_MODEL_REGISTRY": f"{address}/acme/{project}-model",
+                           "DEPLOY_TARGET": "swarm", "DEPLOY_SWARM_OVERRIDE": "infra/swarm/edge.yml",
                            "STAGING_URL": f"http://127.0.0.1:{ports[stacks[0]]}",
                            "PRODUCTION_URL": f"http://127.0.0.1:{ports[stacks[1]]}"}
             # a private repository without GitHub Enterprise Cloud: no attestation, deploy all the same
@@ -253,9 +257,19 @@ def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -
     rebuilt = json.loads((merge_runs["state"] / "builds.jsonl").read_text().splitlines()[-1])
     live = f"{merge_runs['address']}/acme/{project}@{rebuilt['digest']} is live on swarm stack {project}-production"
     assert live in result.log
-    promoted = re.search(r"champion -> version (\d+)", result.log)
-    assert promoted and promoted.group(1) == "2", "the second run must move `champion` to the new version"
-    assert merge_runs["production_version"]["model_version"] == promoted.group(1)
+    # the model registry's aliases follow the deploy, in order: `challenger` at promote (every gate
+    # passed), `staging` after the staging smoke test, `champion` once production is live
+    repository = f"{merge_runs['address']}/acme/{project}-model"
+    pushed = re.search(rf"promote: {re.escape(repository)} version 1 \((sha256:[0-9a-f]{{64}})\) is `challenger`(?! and)",
+                       result.log)
+    assert pushed, "promote must push version 1 and move only `challenger`"
+    digest = pushed.group(1)
+    order = [result.log.index(pushed.group(0)), result.log.index(f"deploy: {repository} `staging` -> {digest}"),
+             result.log.index(f"deploy: {repository} `champion` -> {digest}")]
+    assert order == sorted(order), order
+    assert "deploy: MLflow `champion` -> version 2" in result.log  # MLflow's registry follows (its second version)
+    assert f"label io.mlops.model.digest={digest}" in result.log  # the image was built from that registry version
+    assert merge_runs["production_version"]["model_version"] == "1"  # the registry's version number
 
 
 def test_a_manual_run_from_another_branch_does_nothing(venv_bin: Path, tmp_path: Path) -> None:

@@ -92,17 +92,13 @@ def test_builtin_boosters_carry_their_requirements_into_the_model_and_the_image(
     assert pinned in image_requirements
     assert f"fastapi=={metadata.version('fastapi')}" in image_requirements
     assert not [line for line in image_requirements if line.startswith(("mlflow", "onnxruntime"))]
-    # by default LightGBM converts (onnxmltools' converter, registered by model/): onnxruntime, no
-    # LightGBM; XGBoost has no converter registered yet: scikit-learn, and the build says why
+    # by default both convert (onnxmltools' converters, registered by model/; XGBoost's through
+    # EncodedLabels, in the original labels): onnxruntime serves, without the booster or scikit-learn
     staged = mlops(project, "build", "--model", str(model_dir), "--context", str(tmp_path / "context"))
     assert staged.returncode == 0, staged.stderr
     names = {line.split("==")[0] for line in (tmp_path / "context" / "requirements.txt").read_text().split()}
-    if estimator == "lightgbm":
-        assert "build: onnxruntime serves the model" in staged.stdout
-        assert "onnxruntime" in names and not names & {"lightgbm", "scikit-learn", "scipy"}
-    else:
-        assert "build: scikit-learn serves the model (skl2onnx cannot convert it" in staged.stdout
-        assert package in names and "onnxruntime" not in names
+    assert "build: onnxruntime serves the model" in staged.stdout
+    assert "onnxruntime" in names and not names & {package, "scikit-learn", "scipy"}
     assert json.loads((project / "outputs" / "evaluate.json").read_text())["passed"] is True
 
 

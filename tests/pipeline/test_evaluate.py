@@ -76,6 +76,58 @@ def test_behavioural_tests_catch_wrong_expectations(trained):
     assert not outcome["passed"]
 
 
+class CountingModel:
+    """The real fitted model, counting how often it is asked to score."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+        self.classes_ = model.classes_
+
+    def predict_proba(self, frame):
+        self.calls += 1
+        return self.model.predict_proba(frame)
+
+    def predict(self, frame):
+        self.calls += 1
+        return self.model.predict(frame)
+
+
+def test_behavioural_tests_score_in_two_calls_with_the_same_verdicts_as_one_call_each(trained):
+    def several(raw):
+        behaviour = raw["evaluate"]["behaviour"]
+        behaviour["invariance"].append({"name": "species moves it", "column": "species",
+                                        "values": ["Adelie", "Gentoo"], "max_change": 0.01})
+        behaviour["directional"].append({"name": "lighter means female", "column": "body_mass_g", "delta": -600,
+                                         "expect": "decrease", "min_rate": 0.8})
+
+    from pipeline.behaviour import UNMOVED, model_score, run_behaviour
+    from pipeline.train import features_and_target
+
+    config, _, result = trained(several)
+    features, _ = features_and_target(config, result.test)
+    counting = CountingModel(result.model)
+    outcome = run_behaviour(config, counting, features)
+    assert counting.calls == 2  # the perturbed samples together, then the known rows together
+
+    spec = config.evaluate.behaviour
+    baseline = model_score(config, result.model, features)
+    for test, got in zip(spec.invariance, outcome, strict=False):
+        worst = 0.0
+        for value in test.values:
+            changed = features.copy()
+            changed[test.column] = pd.Series([value] * len(changed), index=changed.index, dtype=features[test.column].dtype)
+            worst = max(worst, float(np.max(np.abs(model_score(config, result.model, changed) - baseline))))
+        assert got["detail"].startswith(f"largest change {worst:.3f}")
+    for test, got in zip(spec.directional, outcome[len(spec.invariance):], strict=False):
+        changed = features.copy()
+        changed[test.column] = changed[test.column] + test.delta
+        moved = model_score(config, result.model, changed) - baseline
+        rate = float(np.mean(moved >= -UNMOVED if test.expect == "increase" else moved <= UNMOVED))
+        assert got["detail"].startswith(f"{rate:.0%} of rows moved")
+    assert [b["kind"] for b in outcome] == ["invariance", "invariance", "directional", "directional", "minimum", "minimum"]
+    assert not outcome[1]["passed"] and outcome[0]["passed"]
+
+
 def test_slice_floor_and_fairness_limit_fail(trained):
     def strict(raw):
         raw["evaluate"]["slices"] = [{"column": "species", "metric": "accuracy", "min": 0.999}]

@@ -63,6 +63,14 @@ def test_step_outputs_read_the_result_the_step_wrote(tmp_path: Path) -> None:
     assert github.step_outputs(tmp_path / report.result_file, report.action_outputs) == empty
 
 
+def test_an_unset_result_field_is_an_empty_output_not_none(tmp_path: Path) -> None:
+    """promote without a model registry: `model-digest` must be empty (a workflow tests for ''),
+    not the text "None" (which became `--model registry:None`)."""
+    (tmp_path / "promote.json").write_text('{"moved": true, "version": "1", "model_digest": null, "registry_version": null}')
+    outputs = github.step_outputs(tmp_path / "promote.json", get("promote").action_outputs)
+    assert (outputs["model-digest"], outputs["registry-version"], outputs["moved"]) == ("", "", "true")
+
+
 def test_summary_lists_problems_or_carries_the_report(tmp_path: Path) -> None:
     problems = [Annotation("error", "gate accuracy", "mlops.yaml", 48)]
     text = github.summary_markdown("evaluate", 1, problems, tmp_path)

@@ -347,3 +347,231 @@ def test_signed_models_verify_and_tampered_or_unsigned_ones_are_refused(repo: re
     assert cli(["registry", "pull", "2", "--output", "pulled"]) == 1
     assert "refused: its signature does not verify" in capsys.readouterr().err
     assert not (tmp_path / "pulled").exists()
+
+
+# --- where the store is, which signer and verifier (no engine needed) ---------------------------------
+
+def test_on_github_the_registry_defaults_to_one_derived_from_the_repository(monkeypatch) -> None:
+    monkeypatch.delenv(registry.ENV, raising=False)
+    monkeypatch.setenv("GITHUB_REPOSITORY", "Acme-Labs/Churn.Model")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert str(registry.configured()) == "ghcr.io/acme-labs/churn.model/model"
+    monkeypatch.setenv(registry.ENV, "")  # the workflow's `${{ vars.MLOPS_MODEL_REGISTRY }}` when unset
+    assert str(registry.configured()) == "ghcr.io/acme-labs/churn.model/model"
+    monkeypatch.setenv(registry.ENV, "127.0.0.1:5000/team/model")  # an explicit value wins
+    assert str(registry.configured()) == "127.0.0.1:5000/team/model"
+    monkeypatch.setenv(registry.ENV, "off")
+    assert registry.configured() is None
+    monkeypatch.delenv(registry.ENV)
+    monkeypatch.delenv("GITHUB_ACTIONS")  # a laptop with a stray GITHUB_REPOSITORY: no store
+    assert registry.configured() is None
+
+
+def test_the_signer_and_verifier_are_chosen_from_the_environment(tmp_path: Path, monkeypatch) -> None:
+    from pipeline import signing
+
+    private, public = key_pair(tmp_path)
+    for name in (signing.KEY_ENV, signing.PUBLIC_KEY_ENV, signing.IDENTITY_ENV, signing.OIDC_ENV, "GITHUB_ACTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    assert (signing.signer_mode(), signing.verifier_mode(), signing.required()) == (None, None, False)
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    assert signing.signer_mode() is None  # on GitHub without `id-token: write`: unsigned, and said so
+    monkeypatch.setenv(signing.OIDC_ENV, "https://token.example/")
+    assert signing.signer_mode() == "keyless"
+    monkeypatch.setenv(signing.KEY_ENV, str(private))
+    assert signing.signer_mode() == "key"  # a key named in the environment wins
+    monkeypatch.setenv(signing.IDENTITY_ENV, "https://github.com/o/r/.github/workflows/main.yml@refs/heads/main")
+    assert signing.verifier_mode() == "identity" and signing.required()
+    monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(public))
+    assert signing.verifier_mode() == "key"
+    monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(tmp_path / "missing.pem"))
+    with pytest.raises(PipelineError, match=r"MLOPS_MODEL_SIGNING_PUBLIC_KEY=.*missing\.pem: no such key file"):
+        signing.verifier_mode()
+
+
+def test_an_identity_refuses_an_unsigned_model_naming_the_setting(tmp_path: Path, monkeypatch) -> None:
+    from pipeline import signing
+
+    monkeypatch.delenv(signing.PUBLIC_KEY_ENV, raising=False)
+    monkeypatch.setenv(signing.IDENTITY_ENV, "https://github.com/o/r/.github/workflows/main.yml@refs/heads/main")
+    with pytest.raises(PipelineError, match="m: refused: unsigned, and MLOPS_MODEL_SIGNING_IDENTITY requires a signature"):
+        signing.verify(tiny_model(tmp_path / "model", "m"), None, "m")
+
+
+def test_a_model_from_outside_the_registry_is_announced_as_unsigned_and_kept_out_of_a_verified_build(
+        tmp_path: Path, monkeypatch) -> None:
+    from pipeline import signing
+    from pipeline.delivery.build import refuse_unverified
+    from pipeline.delivery.serve import ResolvedModel, provenance_note
+
+    local = ResolvedModel(tmp_path, str(tmp_path), "local")
+    assert provenance_note(local) == f"{tmp_path} is not from the model registry: unsigned, not verified"
+    refuse_unverified(local)  # no key configured: a local build goes ahead
+    _, public = key_pair(tmp_path)
+    monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(public))
+    with pytest.raises(PipelineError, match="not from the model registry, so it cannot be verified"):
+        refuse_unverified(local)
+
+
+def test_deploy_with_a_verifier_but_no_model_digest_refuses_before_the_rollout(tmp_path: Path) -> None:
+    from pipeline import signing
+
+    write_results(tmp_path)
+    _, public = key_pair(tmp_path)
+    result = mlops(tmp_path, "deploy", "--target", "swarm", "--env", "staging", "--image", "127.0.0.1:1/none:x",
+                   "--name", f"never-{RUN_TAG}", env={signing.PUBLIC_KEY_ENV: str(public), registry.ENV: "off"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the model must be checked before the rollout: set MLOPS_MODEL_REGISTRY and pass --model-digest" in result.stderr
+
+
+# --- aliases follow the deploy; rollback for people ------------------------------------------------------
+
+def dead_kubeconfig(folder: Path) -> Path:
+    """A kubeconfig whose API server does not answer: every rollout fails at `kubectl apply`."""
+    path = folder / "kubeconfig"
+    path.write_text(f"apiVersion: v1\nkind: Config\nclusters: [{{name: dead, cluster: {{server: 'https://127.0.0.1:{free_port()}'}}}}]\n"
+                    "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: dead, user: u}}]\n"
+                    "current-context: c\n")
+    return path
+
+
+@pytest.mark.engine
+def test_a_failed_rollout_moves_no_alias(repo: registry.Repository, tmp_path: Path) -> None:
+    """A real failed rollout (kubectl against an API server that does not answer), staging then
+    production: `champion` stays on the model that is live, `staging` stays unset."""
+    from tests.conftest import need_binary
+
+    need_binary("kubectl")
+    client = registry.connect(repo)
+    live = registry.push(client, tiny_model(tmp_path / "a" / "model", "a"), {})
+    new = registry.push(client, tiny_model(tmp_path / "b" / "model", "b"), {})
+    registry.move_alias(client, registry.CHAMPION, live.digest, expected=None)
+    registry.move_alias(client, registry.CHALLENGER, new.digest, expected=None)
+    (tmp_path / "ws").mkdir()
+    write_results(tmp_path / "ws")
+    env = {registry.ENV: str(repo), "KUBECONFIG": str(dead_kubeconfig(tmp_path))}
+    for where in ("staging", "production"):
+        result = mlops(tmp_path / "ws", "deploy", "--target", "kubernetes", "--env", where, "--image", "127.0.0.1:1/x:y",
+                       "--model-digest", new.digest, "--timeout", "5", env=env)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"kubectl apply of overlay {where} failed" in result.stderr
+        assert registry.aliases(client) == {registry.CHALLENGER: new.digest, registry.STAGING: None,
+                                            registry.CHAMPION: live.digest}
+
+
+@pytest.mark.engine
+def test_registry_rollback_moves_champion_back_by_compare_and_swap(repo: registry.Repository, tmp_path: Path,
+                                                                  capsys) -> None:
+    client = registry.connect(repo)
+    a, b, c = (registry.push(client, tiny_model(tmp_path / n / "model", n), {}) for n in "abc")
+    assert cli(["registry", "rollback"]) == 1
+    assert f"{repo} has no `champion` to roll back" in capsys.readouterr().err
+    registry.move_alias(client, registry.CHAMPION, a.digest, expected=None)
+    assert cli(["registry", "rollback"]) == 1
+    assert "no earlier champion recorded; name the version to return to: mlops registry rollback N" in capsys.readouterr().err
+    registry.move_alias(client, registry.CHAMPION, b.digest, expected=a.digest)
+    registry.move_alias(client, registry.CHAMPION, c.digest, expected=b.digest)  # production went live with c
+
+    assert cli(["registry", "rollback"]) == 0  # c misbehaves in production: back to the one before
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"{repo}: `champion` moved back from version 3 ({c.digest[:19]}) to version 2 ({b.digest[:19]})",
+                                "redeploy that model's image to serve it: its tag is model-2"]
+    assert registry.resolve(client, registry.CHAMPION) == b.digest
+    assert cli(["registry", "rollback", "1"]) == 0
+    assert registry.resolve(client, registry.CHAMPION) == a.digest
+    assert cli(["registry", "rollback", "v1"]) == 0
+    assert "`champion` is already version 1" in capsys.readouterr().out
+    assert registry.version_numbers(client) == [1, 2, 3]  # versions never move
+
+
+@pytest.mark.engine
+def test_serve_build_and_deploy_verify_a_registry_model_and_refuse_a_tampered_one(repo: registry.Repository,
+                                                                                  repo_copy: Path) -> None:
+    """A model trained here and promoted signed (`--defer-champion`, as on a merge with a deploy
+    target: `challenger` moves, `champion` does not): with the public key configured, serve and the
+    image build take it from the registry verified (the build labels the image with its digest);
+    a tampered copy is refused by serve, build and deploy with one line, before anything starts.
+    The same model served from outputs/ (never promoted) serves, saying it is unsigned."""
+    from pipeline import signing
+    from tests.pipeline.serving.live import Process
+
+    private, public = key_pair(repo_copy)
+    assert mlops(repo_copy, "run").returncode == 0
+    # the merge path with a deploy target: every gate passed, `challenger` moves, `champion` waits for production
+    promoted = mlops(repo_copy, "promote", "--defer-champion", env={registry.ENV: str(repo), signing.KEY_ENV: str(private)})
+    assert promoted.returncode == 0, promoted.stderr
+    result = json.loads((repo_copy / "outputs" / "promote.json").read_text())
+    assert result["deferred"] and not result["moved"] and result["signed"]
+    assert "champion moves when production is live" in promoted.stderr
+    good = result["model_digest"]
+    client = registry.connect(repo)
+    assert registry.aliases(client) == {registry.CHALLENGER: good, registry.STAGING: None, registry.CHAMPION: None}
+    tampered_dir = repo_copy / "tampered" / "model"
+    shutil.copytree(repo_copy / "outputs" / "model", tampered_dir)
+    (tampered_dir / "requirements.txt").write_text("a-package-swapped-in-after-signing==1.0\n")
+    registry.pull(client, good, repo_copy / "sigs")  # the signed artifact's signature, to re-use on the tampered copy
+    tampered = registry.push(client, tampered_dir, {}, repo_copy / "sigs" / (good.replace(":", "-") + ".sig"))
+    env = {registry.ENV: str(repo), signing.PUBLIC_KEY_ENV: str(public)}
+
+    built = mlops(repo_copy, "build", "--model", "registry:challenger", "--context", str(repo_copy / "ctx"), env=env)
+    assert built.returncode == 0, built.stderr
+    assert f"label io.mlops.model.digest={good}" in built.stdout and "(registry, verified)" in built.stdout
+    build = json.loads((repo_copy / "outputs" / "build.json").read_text())
+    assert f"io.mlops.model.digest={good}" in build["labels"] and build["model_uri"] == f"{repo}@{good}"
+
+    refusal = f"error: {repo}@{tampered.digest}: refused: its signature does not verify with {signing.PUBLIC_KEY_ENV}"
+    for command in (["serve", "--model", f"registry:{tampered.digest}", "--port", str(free_port())],
+                    ["build", "--model", "registry:2", "--context", str(repo_copy / "ctx2")],
+                    ["deploy", "--target", "swarm", "--env", "staging", "--image", "127.0.0.1:1/x:y",
+                     "--name", f"never-{RUN_TAG}", "--model-digest", tampered.digest]):
+        result = mlops(repo_copy, *command, env=env)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert refusal in result.stderr, (command, result.stderr)
+        assert "docker stack deploy" not in result.stderr and not (repo_copy / "ctx2").exists()
+
+    server = Process(["-m", "pipeline.cli", "serve", "--model", "outputs/model", "--port", "{port}"],
+                     repo_copy / "serve.log", env=env, cwd=repo_copy).wait_ready(90)
+    server.stop(30)
+    assert "is not from the model registry: unsigned, not verified" in server.text()
+
+    # MLflow's registry mirrors the OCI one: its version carries the registry version and digest,
+    # and an alias that follows the deploy points at the version with that digest
+    from pipeline import tracking
+
+    config = load_config(repo_copy / "mlops.yaml")
+    assert tracking.follow_alias(config, tracking.CHAMPION, good) == "1"
+    assert tracking.alias_version(config, tracking.CHAMPION) == "1"
+    assert tracking.follow_alias(config, "staging", tampered.digest) is None
+
+
+@pytest.mark.engine
+def test_swarm_nodes_get_the_model_registrys_login_for_an_image_on_its_host(guarded: str, monkeypatch) -> None:
+    """`docker stack deploy --with-registry-auth` sends the client's login: with the registry's
+    credentials set, a throwaway Docker config is logged in to the image's host (and removed)."""
+    from pipeline.delivery.deploy import pull_login
+    from tests.engines import ensure_docker
+
+    try:
+        ensure_docker()
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+    monkeypatch.setenv(registry.ENV, f"{guarded}/team/model")
+    with pull_login(f"{guarded}/team/server@sha256:{'0' * 64}") as login:
+        assert login == {}  # no credentials: the client's own login, if any
+    monkeypatch.setenv(f"{registry.ENV}_USERNAME", "ci")
+    monkeypatch.setenv(f"{registry.ENV}_PASSWORD", "right")
+    with pull_login("ghcr.io/elsewhere/server:1") as login:
+        assert login == {}  # another host: not ours to log in to
+    with pull_login(f"{guarded}/team/server:1") as login:
+        folder = Path(login["DOCKER_CONFIG"])
+        assert guarded in json.loads((folder / "config.json").read_text())["auths"]
+    assert not folder.exists()
+    monkeypatch.setenv(f"{registry.ENV}_PASSWORD", "wrong")
+    with pytest.raises(PipelineError, match=f"docker login {guarded} .*failed"), pull_login(f"{guarded}/team/server:1"):
+        pass
+
+
+def test_mlops_registry_without_a_repository_says_how_to_name_one(capsys) -> None:
+    assert cli(["registry", "list"]) == 1  # MLOPS_MODEL_REGISTRY=off (the tests' default)
+    expected = "mlops registry: no repository: set MLOPS_MODEL_REGISTRY or pass --repository host[:port]/path"
+    assert expected in capsys.readouterr().err

@@ -60,11 +60,10 @@ def fitted_model(tmp_path: Path, estimator: str, task: str, **params) -> tuple[P
 
 SMALL = {"random_forest": {"n_estimators": 30, "max_depth": 6}, "hist_gradient_boosting": {"max_iter": 30},
          "linear": {}, "lightgbm": {"n_estimators": 30}, "xgboost": {"n_estimators": 30}}
-NOT_CONVERTED = {"xgboost"}  # no converter registered yet (its classifier is wrapped in EncodedLabels)
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
-@pytest.mark.parametrize("name", sorted(set(ESTIMATORS) - NOT_CONVERTED))
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
 def test_every_built_in_estimator_converts_and_agrees(tmp_path: Path, name: str, task: str) -> None:
     model_dir, contract = fitted_model(tmp_path, name, task, **SMALL[name])
     result = onnx.convert(model_dir, contract)
@@ -81,17 +80,6 @@ def test_every_built_in_estimator_converts_and_agrees(tmp_path: Path, name: str,
         assert np.allclose(got.scores, want.scores, rtol=onnx.RTOL, atol=onnx.ATOL)
     else:
         assert np.allclose(got.predictions, want.predictions, rtol=onnx.RTOL, atol=onnx.ATOL)
-
-
-@pytest.mark.parametrize("task", ["classification", "regression"])
-@pytest.mark.parametrize("name", sorted(NOT_CONVERTED))
-def test_a_built_in_without_a_converter_is_served_by_scikit_learn_and_the_build_says_why(tmp_path: Path, name: str,
-                                                                                        task: str) -> None:
-    """When a converter is added, this fails: move the estimator out of NOT_CONVERTED."""
-    model_dir, contract = fitted_model(tmp_path, name, task, **SMALL[name])
-    result = onnx.convert(model_dir, contract)
-    assert not result.ok and result.detail.startswith("skl2onnx cannot convert it"), result.detail
-    assert predictor.load(model_dir, contract).runtime == "scikit-learn"
 
 
 def test_an_altered_graph_is_refused(tmp_path: Path) -> None:

@@ -35,7 +35,8 @@ def test_shifted_live_data_warrants_retraining_with_exit_1(make_config, write_li
                  'mlops_monitor_drifted{feature="body_mass_g",project="penguins-sex"} 1.0',
                  'mlops_monitor_live_metric{metric="accuracy",project="penguins-sex"}',
                  'mlops_monitor_drift_psi{feature="body_mass_g",project="penguins-sex"}',
-                 'mlops_monitor_labelled_rows{project="penguins-sex"} 333.0'):
+                 'mlops_monitor_labelled_rows{project="penguins-sex"} 333.0',
+                 'mlops_monitor_live_gate{direction="higher",metric="accuracy",project="penguins-sex"} 0.8'):
         assert line in prom
 
 

@@ -111,7 +111,7 @@ def test_prediction_timeout_answers_503(model_dir, contract) -> None:
     from pipeline.serving.app import create_app
     from pipeline.serving.settings import Settings
 
-    app = create_app(Settings(model_dir=model_dir, predict_timeout=0.2, fast_path=False), contract)
+    app = create_app(Settings(model_dir=model_dir, predict_timeout=0.2, onnx=False), contract)
     with in_thread(app) as slow_client:
         predictor = app.state.serving.predictor
         original = predictor.predict_rows

@@ -41,3 +41,27 @@ def test_regression_predictions_get_a_histogram_over_the_target_range() -> None:
     assert buckets[(("le", "10.0"),)] == 1.0 and buckets[(("le", "50.0"),)] == 2.0
     assert buckets[(("le", "100.0"),)] == 3.0 and buckets[(("le", "+Inf"),)] == 4.0
     assert samples(text, "serving_prediction_value_sum") == {(): 355.0}
+
+
+def test_single_rows_count_exactly_as_one_batch_of_them(contract) -> None:
+    """One row takes its own path (no NumPy, cached label children): its figures must be the batch's."""
+    import numpy as np
+    from prometheus_client import generate_latest
+
+    from pipeline.serving.metrics import Metrics
+
+    rows = [GOOD_ROW, {**GOOD_ROW, "species": "Adelie", "body_mass_g": None}, {**GOOD_ROW, "island": None}]
+    labels, scores = ["male", "female", "male"], np.array([0.9, 0.2, 0.6])
+    one_by_one, batched = Metrics(), Metrics()
+    for index, row in enumerate(rows):
+        one_by_one.observe_inputs([row], contract)
+        one_by_one.observe_predictions([labels[index]], scores[index:index + 1])
+    batched.observe_inputs(rows, contract)
+    batched.observe_predictions(labels, scores)
+    texts = [generate_latest(m.registry).decode() for m in (one_by_one, batched)]
+    names = ("serving_feature_values_total", "serving_feature_value_sum", "serving_feature_missing_total",
+             "serving_feature_category_total", "serving_predictions_total", "serving_prediction_score_bucket",
+             "serving_rows_total")
+    for name in names:
+        assert samples(texts[0], name) == samples(texts[1], name) != {}, name
+    assert samples(texts[0], "serving_feature_missing_total")[(("feature", "body_mass_g"),)] == 1.0

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -286,3 +287,46 @@ def test_a_dead_worker_is_replaced_and_the_metrics_folder_removed(model_dir: Pat
     assert len(now & first) == 1
     assert proc.stop() == 0, proc.text()
     assert list(temp.glob("mlops-metrics-*")) == []
+
+
+class RecordingTransport(asyncio.Transport):
+    """A stand-in for the socket transport that keeps what was written, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed_after: int | None = None
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed_after = len(self.writes)
+
+    def is_closing(self) -> bool:
+        return self.closed_after is not None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return "peer" if name == "peername" else default
+
+
+def test_a_response_written_in_one_turn_leaves_as_one_send_in_order() -> None:
+    from pipeline.serving.server import OneSendTransport
+
+    async def scenario() -> RecordingTransport:
+        real = RecordingTransport()
+        transport = OneSendTransport(real, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        transport.write(b"ok")
+        assert real.writes == []  # held until the end of this turn
+        await asyncio.sleep(0)
+        transport.write(b"second")
+        await asyncio.sleep(0)
+        transport.write(b"third")
+        transport.close()  # what is held goes out before the connection closes
+        assert transport.get_extra_info("peername") == "peer"
+        return real
+
+    real = asyncio.run(scenario())
+    assert real.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", b"second", b"third"]
+    assert real.closed_after == 3
