@@ -4,6 +4,8 @@
 
 Editable, so the package keeps finding the repository files it uses beside its code (infra/ for
 `build` and `deploy`). Every composite action in actions/ calls this, then runs `mlops <step>`.
+With RAY_ADDRESS set (the workflow passes `vars.RAY_ADDRESS` to the step that trains), the `ray`
+extra comes too: the train step then runs on that Ray cluster and needs Ray Client.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from pathlib import Path
 STAMP = "mlops-installed.txt"
 
 
+def wanted_extras(extras: str, environ: dict[str, str] | os._Environ[str]) -> str:
+    """`extras`, plus `ray` when RAY_ADDRESS names a cluster (empty means train locally)."""
+    names = [name for name in extras.split(",") if name]
+    if environ.get("RAY_ADDRESS", "").strip() and "ray" not in names:
+        names.append("ray")
+    return ",".join(names)
+
+
 def install(source: str, extras: str) -> int:
     """pip install the package from the action's checkout, once per job (a stamp remembers).
 
@@ -25,6 +35,7 @@ def install(source: str, extras: str) -> int:
     requirements.txt lock, when present, pins every dependency (pip constraints).
     """
     root = Path(source).resolve()
+    extras = wanted_extras(extras, os.environ)
     target = f"{root}[{extras}]" if extras else str(root)
     lock = root / "requirements.txt"
     constraints = ["--constraint", str(lock)] if lock.is_file() else []

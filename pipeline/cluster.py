@@ -3,8 +3,11 @@ or `RAY_ADDRESS` set).
 
 With Ray, scikit-learn's joblib work (the search's trials, and a forest's trees) runs as Ray
 tasks through Ray's joblib backend: the training frame travels to the workers through Ray's
-object store, never as files. The connection lives exactly as long as the `with` block and is
-shut down in a finally, so a failed search leaves no task or actor behind on the cluster.
+object store, never as files. The address is the head's GCS (`host:port`, the driver on the
+cluster's network) or a Ray Client address (`ray://host:10001`, a driver outside the cluster such
+as a hosted CI runner, which cannot accept the cluster's connections back). The connection lives
+exactly as long as the `with` block and is shut down in a finally, so a failed search leaves no
+task or actor behind on the cluster.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def ray_address(config: Config, environ: dict[str, str] | os._Environ[str]) -> s
     address = environ.get(RAY_ADDRESS, "").strip()
     if config.train.backend == "ray" and not address:
         raise PipelineError("train.backend: ray needs the cluster's address in RAY_ADDRESS (host:port of the head, "
-                            "e.g. 127.0.0.1:6379)", config_key="train.backend")
+                            "e.g. 127.0.0.1:6379, or ray://host:10001 for Ray Client)", config_key="train.backend")
     return address or None
 
 
@@ -76,19 +79,18 @@ def _import_ray() -> tuple[Any, Any]:
         import joblib
         import ray
     except ModuleNotFoundError:
-        raise PipelineError("train.backend: ray needs the ray package: pip install -e '.[ray]'",
+        raise PipelineError("train.backend: ray needs the ray package (with Ray Client): pip install -e '.[ray]'",
                             config_key="train.backend") from None
     return ray, joblib
 
 
 def _probe(address: str) -> None:
-    """Fail fast, naming the address, when nothing listens there (ray.init would retry for a minute)."""
+    """Fail fast, naming the address, when nothing listens there (ray.init would retry for a minute).
+    A Ray Client address (`ray://host:10001`) is probed at its client port."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
-    if address.startswith("ray://"):
-        raise PipelineError(f"{RAY_ADDRESS}={address}: Ray Client addresses (ray://) are not supported; "
-                            "give the head's GCS address host:port, or submit `mlops train` as a Ray job")
     if not host or not port.isdigit():
-        raise PipelineError(f"{RAY_ADDRESS}={address}: expected host:port of the Ray head (e.g. 127.0.0.1:6379)")
+        raise PipelineError(f"{RAY_ADDRESS}={address}: expected host:port of the Ray head (e.g. 127.0.0.1:6379) "
+                            "or a Ray Client address (ray://host:10001)")
     try:
         with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT):
             pass

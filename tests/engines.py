@@ -270,7 +270,8 @@ class RayCluster:
     """A real Ray cluster on loopback: a head and `workers` worker nodes, every port pinned and a
     temp dir of its own, so test runs sharing the machine never meet. Each node runs in its own
     process group and is stopped by signalling that group (never `ray stop`, which ends every Ray
-    process on the machine, other runs' included)."""
+    process on the machine, other runs' included). The head also serves Ray Client at
+    `client_address` (ray://127.0.0.1:PORT), the way a driver outside the cluster connects."""
 
     def __init__(self, head_cpus: int = 1, worker_cpus: int = 1, workers: int = 1) -> None:
         import sys
@@ -281,9 +282,12 @@ class RayCluster:
         self.temp = Path(tempfile.mkdtemp(prefix=f"ray-{RUN_TAG}-", dir="/tmp"))  # short: Ray's socket paths
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.client_port = free_port()
+        self.client_address = f"ray://127.0.0.1:{self.client_port}"
         self.nodes: list[subprocess.Popen[bytes]] = []
         try:
             self.head = self._start(["--head", "--port", str(self.port), "--num-cpus", str(head_cpus),
+                                     "--ray-client-server-port", str(self.client_port),
                                      "--include-dashboard", "false", "--disable-usage-stats"], "head")
             self.workers = [self._start(["--address", self.address, "--num-cpus", str(worker_cpus)], f"worker{i}")
                             for i in range(workers)]
@@ -317,8 +321,9 @@ class RayCluster:
             if any(node.poll() is not None for node in self.nodes):
                 raise EngineUnavailable(f"a Ray node exited while starting; see the logs in {self.temp}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2):
-                    pass
+                for port in (self.port, self.client_port):
+                    with socket.create_connection(("127.0.0.1", port), timeout=2):
+                        pass
                 done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
                                       timeout=30)
             except (OSError, subprocess.TimeoutExpired):

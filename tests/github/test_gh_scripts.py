@@ -30,6 +30,15 @@ def test_install_runs_once_per_job(tmp_path: Path, monkeypatch) -> None:
     assert install.main([str(REPO / "actions" / "validate" / ".." / "..")]) == 0
 
 
+def test_a_ray_address_brings_the_ray_extra() -> None:
+    """The merge workflow trains on the cluster `vars.RAY_ADDRESS` names: the install adds Ray (Client)."""
+    assert install.wanted_extras("", {}) == ""
+    assert install.wanted_extras("", {"RAY_ADDRESS": " "}) == ""
+    assert install.wanted_extras("", {"RAY_ADDRESS": "ray://head:10001"}) == "ray"
+    assert install.wanted_extras("serve", {"RAY_ADDRESS": "head:6379"}) == "serve,ray"
+    assert install.wanted_extras("serve,ray", {"RAY_ADDRESS": "head:6379"}) == "serve,ray"
+
+
 def test_deploy_credentials_are_written_owner_only_and_exported(tmp_path: Path, monkeypatch, capsys) -> None:
     """actions/deploy's credentials step (was duplicated shell in main.yml's two deploy jobs)."""
     home, temp, env_file = tmp_path / "home", tmp_path / "temp", tmp_path / "github_env"

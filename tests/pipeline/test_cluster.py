@@ -72,18 +72,26 @@ def idle(cluster: RayCluster) -> bool:
 
 
 def test_the_search_on_ray_gives_the_local_result(cluster: RayCluster, tmp_path: Path) -> None:
-    local, remote = project(tmp_path / "local"), project(tmp_path / "ray", backend="ray")
-    for folder, address in ((local, None), (remote, cluster.address)):
-        done = mlops(folder, "run", address=address)
+    """Through the head's GCS address and through Ray Client (ray://, a driver outside the cluster
+    such as a hosted CI runner): the same trials, best params and metrics as on this machine."""
+    local = project(tmp_path / "local")
+    done = mlops(local, "run")
+    assert done.returncode == 0, done.stderr
+    on_local = trained(local)
+    assert on_local["backend"] == "local"
+    for name, address in (("gcs", cluster.address), ("client", cluster.client_address)):
+        remote = project(tmp_path / name, backend="ray")
+        done = mlops(remote, "run", address=address)
         assert done.returncode == 0, done.stderr
-    on_local, on_ray = trained(local), trained(remote)
-    assert on_local["backend"] == "local" and on_ray["backend"] == f"ray ({cluster.address})"
-    assert on_ray["search"]["best_params"] == on_local["search"]["best_params"]
-    assert [(t["params"], t["mean"], t["std"], t["rank"]) for t in on_ray["search"]["trials"]] == \
-           [(t["params"], t["mean"], t["std"], t["rank"]) for t in on_local["search"]["trials"]]
-    assert on_ray["metrics"] == pytest.approx(on_local["metrics"], rel=1e-12)  # the refit forest sums its trees in another order
-    assert "Hyperparameter search (grid): 6 trials" in (remote / "outputs" / "report.md").read_text()
-    assert idle(cluster)
+        on_ray = trained(remote)
+        assert on_ray["backend"] == f"ray ({address})"
+        assert on_ray["search"]["best_params"] == on_local["search"]["best_params"]
+        assert [(t["params"], t["mean"], t["std"], t["rank"]) for t in on_ray["search"]["trials"]] == \
+               [(t["params"], t["mean"], t["std"], t["rank"]) for t in on_local["search"]["trials"]]
+        # the refit forest sums its trees in another order
+        assert on_ray["metrics"] == pytest.approx(on_local["metrics"], rel=1e-12)
+        assert "Hyperparameter search (grid): 6 trials" in (remote / "outputs" / "report.md").read_text()
+        assert idle(cluster), name
 
 
 def test_ray_address_alone_selects_ray_and_backend_ray_needs_one(cluster: RayCluster, tmp_path: Path) -> None:
@@ -99,9 +107,10 @@ def test_ray_address_alone_selects_ray_and_backend_ray_needs_one(cluster: RayClu
     assert "train.backend: ray needs the cluster's address in RAY_ADDRESS" in done.stderr
 
 
-def test_an_unreachable_cluster_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_an_unreachable_cluster_is_named(tmp_path: Path, scheme: str) -> None:
     folder = project(tmp_path / "p", backend="ray")
-    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    address = f"{scheme}127.0.0.1:{free_port()}"  # nothing listens there (for ray://: the client port)
     started = time.monotonic()
     done = mlops(folder, "run", address=address)
     assert done.returncode == 1
