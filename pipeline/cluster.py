@@ -16,8 +16,10 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import pandas as pd
 
 from pipeline.config import Config
 from pipeline.errors import PipelineError, clip
@@ -36,12 +38,38 @@ def ray_address(config: Config, environ: dict[str, str] | os._Environ[str]) -> s
     return address or None
 
 
+class _InObjectStore(pd.DataFrame):
+    """The training frame, put into Ray's object store once: it pickles as its reference. Why:
+    joblib's Ray backend ships a task's arguments with every task, so each trial would serialise
+    the whole frame again; with this, a trial carries a reference and each node fetches the frame
+    once. On the driver it is the frame itself (its slices are plain DataFrames)."""
+
+    _metadata: ClassVar[list[str]] = ["_ray_ref"]
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return (_fetch, (self._ray_ref,))
+
+
+def _fetch(ref: Any) -> pd.DataFrame:
+    """On a Ray worker: the frame behind the reference (from the node's object store)."""
+    import ray
+
+    frame: pd.DataFrame = ray.get(ref)
+    return frame
+
+
+def _as_is(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame
+
+
 @contextlib.contextmanager
-def backend(address: str | None) -> Iterator[None]:
-    """Run the block's joblib work locally (address None) or on the Ray cluster at `address`."""
+def backend(address: str | None) -> Iterator[Callable[[pd.DataFrame], pd.DataFrame]]:
+    """Run the block's joblib work locally (address None) or on the Ray cluster at `address`.
+    It yields `share`: give the training frame to it, and pass what it returns to the search (on
+    Ray, the frame then reaches the trials through the object store once; locally, unchanged)."""
     if address is None:
         try:
-            yield
+            yield _as_is
         finally:
             _stop_local_workers()
         return
@@ -56,8 +84,14 @@ def backend(address: str | None) -> Iterator[None]:
         from ray.util.joblib import register_ray
 
         register_ray()
+
+        def share(frame: pd.DataFrame) -> pd.DataFrame:
+            shared = _InObjectStore(frame)
+            shared._ray_ref = ray.put(pd.DataFrame(frame))
+            return shared
+
         with joblib.parallel_backend("ray"):
-            yield
+            yield share
     except ray.exceptions.RayError as exc:
         raise PipelineError(f"train: the Ray cluster at {address} failed mid-search (a worker node died or was "
                             f"killed?): {type(exc).__name__}: {clip(_first_line(str(exc)), 300)}") from None

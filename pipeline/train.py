@@ -73,12 +73,12 @@ def train(config: Config, data: pd.DataFrame, ray_address: str | None = None) ->
     model = new_model(config)
     outcome = None
     started = time.perf_counter()
-    with backend(ray_address):
+    with backend(ray_address) as share:
         try:
             if config.train.search is None:
                 model.fit(x_train, y_train)
             else:
-                outcome = run_search(config, model, x_train, y_train)
+                outcome = run_search(config, model, share(x_train), y_train)
                 model = outcome.model
         except ValueError as exc:
             raise PipelineError(f"train: the estimator rejected the data: {exc}") from None

@@ -94,6 +94,37 @@ def test_the_search_on_ray_gives_the_local_result(cluster: RayCluster, tmp_path:
         assert idle(cluster), name
 
 
+SHARED = """
+import sys, joblib, pickle, numpy as np, pandas as pd
+from pipeline.cluster import backend
+frame = pd.DataFrame({"x": np.arange(200_000, dtype=float), "c": ["a", "b"] * 100_000})
+def rows(part):
+    return type(part).__name__, len(part), float(part["x"].sum())
+with backend(sys.argv[1]) as share:
+    shared = share(frame)
+    print(len(pickle.dumps(frame)), len(pickle.dumps(shared)))
+    print(joblib.Parallel(n_jobs=-1)(joblib.delayed(rows)(shared) for _ in range(4)))
+    print(float(shared["x"].sum()), len(shared[["x"]]))
+"""
+
+
+def test_the_trials_get_the_frame_through_the_object_store(cluster: RayCluster) -> None:
+    """share(): the frame goes into Ray's object store once and a trial's task carries only its
+    reference (a few hundred bytes instead of the frame), over GCS and Ray Client alike; the
+    worker sees the plain frame, the driver keeps using it as one."""
+    for address in (cluster.address, cluster.client_address):
+        done = subprocess.run([sys.executable, "-c", SHARED, address], capture_output=True, text=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+        assert done.returncode == 0, done.stderr
+        sizes, trials, driver = done.stdout.strip().splitlines()[-3:]
+        whole, reference = map(int, sizes.split())
+        assert whole > 1_000_000 and reference < 2_000, sizes
+        total = float(sum(range(200_000)))
+        assert trials == str([("DataFrame", 200_000, total)] * 4)
+        assert driver == f"{total} 200000"
+    assert idle(cluster)
+
+
 def test_ray_address_alone_selects_ray_and_backend_ray_needs_one(cluster: RayCluster, tmp_path: Path) -> None:
     folder = project(tmp_path / "p", search={"space": {"max_depth": [2, 4]}, "folds": 2})
     assert mlops(folder, "validate").returncode == 0
