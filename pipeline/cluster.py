@@ -50,12 +50,20 @@ class _InObjectStore(pd.DataFrame):
         return (_fetch, (self._ray_ref,))
 
 
+_fetched: dict[str, pd.DataFrame] = {}  # this worker process's copy of the last frame it was given
+
+
 def _fetch(ref: Any) -> pd.DataFrame:
-    """On a Ray worker: the frame behind the reference (from the node's object store)."""
+    """On a Ray worker: the frame behind the reference, from the node's object store the first
+    time this process sees it, then from memory (the pool's actors run many trials each; fetching
+    and unpickling the frame again for every one would cost what shipping it did)."""
     import ray
 
-    frame: pd.DataFrame = ray.get(ref)
-    return frame
+    key = ref.hex()
+    if key not in _fetched:
+        _fetched.clear()
+        _fetched[key] = ray.get(ref)
+    return _fetched[key]
 
 
 def _as_is(frame: pd.DataFrame) -> pd.DataFrame:
