@@ -389,6 +389,56 @@ def test_the_signer_and_verifier_are_chosen_from_the_environment(tmp_path: Path,
         signing.verifier_mode()
 
 
+MERGE_RUN = {"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/churn",
+             "GITHUB_REF": "refs/heads/main", "GITHUB_WORKFLOW_REF": "acme/churn/.github/workflows/main.yml@refs/heads/main"}
+
+
+def test_the_merge_workflow_on_github_verifies_with_its_own_identity(tmp_path: Path, monkeypatch) -> None:
+    """Issue 9: on the merge path on GitHub a registry model must verify even with nothing configured:
+    the identity main.yml signs with keyless is derived from the run's environment. Pull requests,
+    other workflows, act (no GITHUB_WORKFLOW_REF) and a registry turned off derive nothing; an
+    explicit identity or public key wins."""
+    from pipeline import registry, signing
+
+    for name in (signing.PUBLIC_KEY_ENV, signing.IDENTITY_ENV, signing.ISSUER_ENV, registry.ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in MERGE_RUN.items():
+        monkeypatch.setenv(name, value)
+    expected = "https://github.com/acme/churn/.github/workflows/main.yml@refs/heads/main"
+    assert signing.github_identity() == expected
+    assert (signing.verifier_mode(), signing.required()) == ("identity", True)
+    with pytest.raises(PipelineError, match=r"refused: unsigned, and the merge workflow's identity "
+                                            r"https://github\.com/acme/churn/\.github/workflows/main\.yml@refs/heads/main"):
+        signing.verify(tiny_model(tmp_path / "model", "a"), None, "ghcr.io/acme/churn/model@sha256:0")
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://ghe.example.com/")  # GitHub Enterprise Server
+    assert signing.github_identity() == "https://ghe.example.com/acme/churn/.github/workflows/main.yml@refs/heads/main"
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+
+    not_the_merge_path = {
+        "GITHUB_REF": "refs/pull/7/merge",  # a pull request
+        "GITHUB_WORKFLOW_REF": "acme/churn/.github/workflows/monitor.yml@refs/heads/main",  # another workflow
+    }
+    for name, value in not_the_merge_path.items():
+        monkeypatch.setenv(name, value)
+        assert signing.github_identity() is None and not signing.required(), name
+        monkeypatch.setenv(name, MERGE_RUN[name])
+    monkeypatch.delenv("GITHUB_WORKFLOW_REF")  # act sets none: its runs verify only with a key
+    assert signing.github_identity() is None
+    monkeypatch.setenv("GITHUB_WORKFLOW_REF", MERGE_RUN["GITHUB_WORKFLOW_REF"])
+    monkeypatch.setenv(registry.ENV, "off")  # no registry: nothing was pushed or signed
+    assert signing.github_identity() is None and not signing.required()
+    monkeypatch.delenv(registry.ENV)
+    monkeypatch.setenv("GITHUB_ACTIONS", "false")
+    assert signing.github_identity() is None
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+
+    monkeypatch.setenv(signing.IDENTITY_ENV, "https://github.com/acme/release/.github/workflows/sign.yml@refs/heads/main")
+    assert signing.identity() == "https://github.com/acme/release/.github/workflows/sign.yml@refs/heads/main"
+    _, public = key_pair(tmp_path)
+    monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(public))
+    assert signing.verifier_mode() == "key"
+
+
 def test_an_identity_refuses_an_unsigned_model_naming_the_setting(tmp_path: Path, monkeypatch) -> None:
     from pipeline import signing
 
