@@ -13,6 +13,7 @@ import sys
 import threading
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -295,6 +296,52 @@ def test_eviction_the_champion_survives_in_the_registry(repo: registry.Repositor
     assert warm.returncode == 0, warm.stderr
     assert "evaluate  running" in warm.stderr
     assert json.loads((repo_copy / "outputs" / "evaluate.json").read_text())["champion_version"] == "2"
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real MLflow tracking server on loopback (sqlite store), stopped after the test."""
+    import os
+    import signal
+
+    from tests.engines import start_mlflow_server
+
+    try:
+        proc, url = start_mlflow_server(tmp_path / "mlflow-server")
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+        raise
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.engine
+def test_without_a_deploy_target_mlflow_gets_the_same_versions_and_aliases(repo: registry.Repository, repo_copy: Path,
+                                                                           mlflow_server: str) -> None:
+    """Issue 9: with MLFLOW_TRACKING_URI set and no deploy target, promote moves `champion` in the
+    model registry directly, and MLflow's registry (a real server) mirrors it: the same version,
+    tagged with the registry's version number and digest, behind `challenger` and `champion`."""
+    from mlflow import MlflowClient
+
+    env = {registry.ENV: str(repo), "MLFLOW_TRACKING_URI": mlflow_server}
+    for args in (("run",), ("promote",)):
+        done = mlops(repo_copy, *args, env=env)
+        assert done.returncode == 0, done.stderr
+    result = json.loads((repo_copy / "outputs" / "promote.json").read_text())
+    assert result["moved"] and result["registry_version"] == 1
+    digest = result["model_digest"]
+    assert registry.resolve(registry.connect(repo), registry.CHAMPION) == digest
+    assert f"promote: {result['model']} version {result['version']} is `challenger`; champion -> version " \
+           f"{result['version']}" in done.stderr
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    for alias in ("challenger", "champion"):
+        version = client.get_model_version_by_alias(result["model"], alias)
+        assert version.version == result["version"], alias
+        assert version.tags["registry_version"] == "1" and version.tags["model_digest"] == digest, alias
+    assert client.get_model_version_by_alias(result["model"], "champion").tags["validation_status"] == "passed"
+    assert not (repo_copy / ".mlops" / "mlflow.db").exists()  # the server holds it, not a local store
 
 
 def key_pair(folder: Path) -> tuple[Path, Path]:
