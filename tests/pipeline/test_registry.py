@@ -166,13 +166,14 @@ def test_an_alias_that_moved_is_not_moved_and_the_error_names_what_was_found(rep
 def test_two_racing_promotions_exactly_one_wins(repo: registry.Repository, tmp_path: Path) -> None:
     """Both evaluated against no champion and promote at the same moment: one moves `challenger`
     and `champion`; the other fails naming the winner's digest, and moves neither."""
-    config = load_config(REPO / "mlops.yaml")
     start = threading.Barrier(2)
     outcome: dict[str, object] = {}
 
     def promote(name: str) -> None:
-        folder = tiny_model(tmp_path / name / "model", name)
-        info = {"run_id": f"run-{name}", "model_dir": str(folder), "metrics": {"f1": 0.9}}
+        config = load_config(REPO / "mlops.yaml").model_copy(update={"root": tmp_path / name})
+        tiny_model(tmp_path / name / "outputs" / "model", name)
+        # train.json's absolute path may name another job's workspace: promote pushes its own outputs/model
+        info = {"run_id": f"run-{name}", "model_dir": "/elsewhere/outputs/model", "metrics": {"f1": 0.9}}
         client = registry.connect(repo)
         start.wait()
         try:
