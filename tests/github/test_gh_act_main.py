@@ -32,8 +32,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -86,31 +84,19 @@ def unique_project(repo: Path) -> str:
 @contextlib.contextmanager
 def mlflow_server(folder: Path):
     """`mlflow server` (sqlite store, proxied artifacts) on a free port; stopped afterwards."""
-    from tests.engines import free_port
+    from tests.engines import EngineUnavailable, start_mlflow_server
 
     folder.mkdir(parents=True)
-    port = free_port()
-    log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-                             f"sqlite:///{folder / 'mlflow.db'}",
-                             "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            need_engine(False, f"mlflow server did not start; see {folder / 'server.log'}")
+        proc, url = start_mlflow_server(folder)
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+        raise
+    try:
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-        log.close()
 
 
 def signing_keys(folder: Path) -> dict[str, str]:
