@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pipeline.metrics import LOWER_IS_BETTER, chart_groups
+from pipeline.config import LOWER_IS_BETTER
+from pipeline.metrics import chart_groups
 
 
 def _label(text: str) -> str:

@@ -7,6 +7,7 @@ folder and must exist.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ METRICS = {
     "classification": ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
     "regression": ("rmse", "mae", "r2", "mape"),
 }
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
 
 
 class Strict(BaseModel):
@@ -68,9 +70,65 @@ class ValidateConfig(Strict):
     drift: DriftConfig = DriftConfig()
 
 
+class SearchRange(Strict):
+    """A continuous (or, with `integer`, whole-number) range a random search samples from;
+    `log` samples evenly on a log scale (learning rates, regularisation strengths)."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchRange:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log needs low > 0 (got {self.low})")
+        return self
+
+
+class SearchConfig(Strict):
+    """A hyperparameter search over the estimator's params (`train.params` are the fixed ones):
+    `grid` tries every combination of the listed values, `random` samples `max_trials` of them
+    (lists or ranges), seeded by `seed`. Each candidate is scored by `folds`-fold cross-validation
+    of `metric` on the training split; the best is refit on the whole training split."""
+
+    method: Literal["grid", "random"] = "grid"
+    space: dict[str, list[Any] | SearchRange]
+    max_trials: int = Field(default=20, ge=1)
+    metric: str | None = None  # None: evaluate.champion.metric, else the task's first metric
+    direction: Literal["higher", "lower"] | None = None  # None: the metric's own
+    folds: int = Field(default=3, ge=2)
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _ranges(cls, space: Any) -> Any:
+        """A mapping is a range: checked here so the message names the parameter, not pydantic's union."""
+        if not isinstance(space, dict):
+            return space
+        checked = {}
+        for name, values in space.items():
+            if isinstance(values, dict):
+                try:
+                    values = SearchRange.model_validate(values)
+                except ValidationError as exc:
+                    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'range'}: {e['msg'].removeprefix('Value error, ')}"
+                                         for e in exc.errors())
+                    raise ValueError(f"{name}: {problems} (a range is {{low, high, log, integer}})") from None
+            elif not isinstance(values, list):
+                raise ValueError(f"{name}: give a list of values or a range {{low, high}} (got {clip(repr(values))})")
+            checked[name] = values
+        return checked
+
+
 class TrainConfig(Strict):
     estimator: str
     params: dict[str, Any] = {}
+    search: SearchConfig | None = None
+    # local: this machine; ray: the trials run as tasks on the Ray cluster at RAY_ADDRESS (setting
+    # RAY_ADDRESS alone also selects it).
+    backend: Literal["local", "ray"] = "local"
 
 
 class Gate(Strict):
@@ -258,6 +316,14 @@ class Config(Strict):
         for i, gate in enumerate(self.monitor.gates or []):
             if gate.metric not in known:
                 yield f"monitor.gates.{i}.metric: unknown metric {gate.metric!r} for {self.task} (known: {', '.join(known)})"
+        search = self.train.search
+        if search:
+            yield from _search_problems(search)
+        if search and search.metric is not None and search.metric not in known:
+            yield f"train.search.metric: unknown metric {search.metric!r} for {self.task} (known: {', '.join(known)})"
+        overlap = sorted(set(search.space) & set(self.train.params)) if search else []
+        if overlap:
+            yield f"train.search.space: {overlap} also fixed in train.params; keep each parameter in one place"
         if spec.champion and spec.champion.metric not in known:
             yield f"evaluate.champion.metric: unknown metric {spec.champion.metric!r} for {self.task}"
         for i, invariance in enumerate(spec.behaviour.invariance):
@@ -299,6 +365,19 @@ class Config(Strict):
         return self.validate_
 
     @property
+    def search_metric(self) -> tuple[str, str]:
+        """(metric, direction) the search optimises: its own, else the champion comparison's."""
+        search, champion = self.train.search, self.evaluate.champion
+        if search and search.metric:
+            metric, direction = search.metric, "lower" if search.metric in LOWER_IS_BETTER else "higher"
+        elif champion:
+            metric, direction = champion.metric, champion.direction
+        else:
+            metric = METRICS[self.task][0]
+            direction = "lower" if metric in LOWER_IS_BETTER else "higher"
+        return metric, (search.direction if search and search.direction else direction)
+
+    @property
     def registered_model(self) -> str:
         return self.promote.registered_model or self.project
 
@@ -314,6 +393,22 @@ class Config(Strict):
         skip = {self.data.target, self.data.id_column}
         return [name for name, spec in self.validate_.columns.items() if name not in skip and spec.feature]
 
+
+
+def _search_problems(search: SearchConfig):
+    key = "train.search.space"
+    if not search.space:
+        yield f"{key}: empty; name at least one estimator parameter and its values"
+    for name, values in search.space.items():
+        if isinstance(values, list) and not values:
+            yield f"{key}.{name}: no values (give at least one)"
+        if isinstance(values, SearchRange) and search.method == "grid":
+            yield f"{key}.{name}: a range needs method: random (a grid takes a list of values)"
+    if search.method == "grid" and search.space:
+        combinations = math.prod(len(v) if isinstance(v, list) else 1 for v in search.space.values())
+        if combinations > search.max_trials:
+            yield (f"{key}: the grid has {combinations} combinations, more than train.search.max_trials "
+                   f"({search.max_trials}); shrink it, raise max_trials or use method: random")
 
 
 def _slice_problems(key: str, item: SliceGate, columns: dict[str, ColumnSpec], known: tuple[str, ...], task: str):

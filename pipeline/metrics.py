@@ -19,7 +19,6 @@ from pipeline.config import METRICS
 
 CLASSIFICATION = METRICS["classification"]
 REGRESSION = METRICS["regression"]
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "mape"}
 
 # Metrics that share a direction and a scale, so a chart never puts rmse on a 0..1 axis or
 # log_loss beside accuracy: (title, metrics).

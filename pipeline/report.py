@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.charts import mermaid_metrics, mermaid_slices, png_plots
-from pipeline.config import PARITY, Config
+from pipeline.config import LOWER_IS_BETTER, PARITY, Config
 from pipeline.evaluate import bounds, champion_detail
-from pipeline.metrics import CLASSIFICATION, LOWER_IS_BETTER, REGRESSION
+from pipeline.metrics import CLASSIFICATION, REGRESSION
 
 MARKER = "<!-- mlops-report -->"
 PASS, FAIL, SKIP = "✅", "❌", "➖"
@@ -63,6 +63,7 @@ def build_report(config: Config, loaded: dict[str, dict[str, Any] | None], plots
         parts += validation_section(validate)
     if evaluate:
         parts += slices_section(evaluate) + behaviour_section(evaluate) + errors_section(evaluate)
+    parts += search_section(train)
     parts += lineage_section(config, train)
     plots = png_plots(evaluate, plots_dir) if evaluate else []
     if plots:
@@ -189,6 +190,31 @@ def errors_section(evaluate: dict[str, Any]) -> list[str]:
     return _details("Residuals (actual − predicted)", body)
 
 
+SHOWN_TRIALS = 10  # the trials table shows the best ones; every trial is a child run in MLflow
+
+
+def search_section(train: dict[str, Any] | None) -> list[str]:
+    """The hyperparameter search: the best params (the trained model's) and the best trials."""
+    search = (train or {}).get("search")
+    if not search:
+        return []
+    trials = sorted(search["trials"], key=lambda t: t["rank"])
+    names = list(dict.fromkeys(name for t in trials for name in t["params"]))
+    best = ", ".join(f"{_text(k)} = {_text(v)}" for k, v in search["best_params"].items())
+    body = [f"Best params: {best}: {search['metric']} {search['best_score']:.4f} ({search['folds']}-fold "
+            f"cross-validation on the training split, {search['direction']} is better); refit on the whole "
+            f"training split. Backend: {_text(train.get('backend', 'local')) if train else ''}.", "",
+            "| rank | " + " | ".join(_text(n) for n in names) + f" | {search['metric']} (mean ± std) | fit s |",
+            "|---:|" + "---|" * len(names) + "---:|---:|"]
+    for t in trials[:SHOWN_TRIALS]:
+        cells = " | ".join(_text(t["params"].get(n, "")) for n in names)
+        body.append(f"| {t['rank']} | {cells} | {t['mean']:.4f} ± {t['std']:.4f} | {t['fit_seconds']:.2f} |")
+    if len(trials) > SHOWN_TRIALS:
+        body += ["", f"{len(trials) - SHOWN_TRIALS} more trial(s) are child runs of the MLflow run."]
+    return _details(f"Hyperparameter search ({search['method']}): {len(trials)} trials, best {search['metric']} "
+                    f"{search['best_score']:.4f}", body)
+
+
 def lineage_section(config: Config, train: dict[str, Any] | None) -> list[str]:
     if not train:
         return []
@@ -198,10 +224,15 @@ def lineage_section(config: Config, train: dict[str, Any] | None) -> list[str]:
         f"- model: `{train.get('model_uri')}`",
         f"- data hash: `{train.get('data_hash')}`",
         f"- config hash: `{train.get('config_hash')}`",
-        f"- estimator: `{config.train.estimator}` {config.train.params}",
+        f"- estimator: `{config.train.estimator}` {_fitted_params(config, train)}",
         "- packages: " + ", ".join(f"{k} {v}" for k, v in (train.get("packages") or {}).items()),
     ]
     return _details("Lineage", body)
+
+
+def _fitted_params(config: Config, train: dict[str, Any]) -> dict[str, Any]:
+    """train.params plus the search's best params: what the model was actually fitted with."""
+    return {**config.train.params, **((train.get("search") or {}).get("best_params") or {})}
 
 
 def _details(title: str, body: list[str]) -> list[str]:

@@ -180,8 +180,13 @@ def log_training(
     metrics: dict[str, float],
     tags: dict[str, str],
     model_dir: Path,
+    trials: list[dict[str, Any]] | None = None,
 ) -> dict[str, str]:
-    """Log one training run and save the model; return run id, model URI and model id."""
+    """Log one training run and save the model; return run id, model URI and model id.
+
+    `trials` (a hyperparameter search's candidates: params, mean, std, rank, fit_seconds) become
+    child runs of it, so the MLflow UI shows the search under the run that produced the model.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
@@ -197,6 +202,7 @@ def log_training(
             mlflow.log_params(params)
             mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})
             mlflow.set_tags(tags)
+            log_trials(trials or [])
             info = mlflow.sklearn.log_model(
                 model,
                 name="model",
@@ -208,6 +214,17 @@ def log_training(
             )
     save_local_copy(info.model_uri, model_dir)
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "model_id": info.model_id}
+
+
+def log_trials(trials: list[dict[str, Any]]) -> None:
+    """Each search trial as a child run of the active run: its params, cross-validated score, rank."""
+    import mlflow
+
+    for number, trial in enumerate(trials, start=1):
+        with mlflow.start_run(run_name=f"trial-{number}", nested=True):
+            mlflow.log_params(trial["params"])
+            mlflow.log_metrics({"cv_mean": trial["mean"], "cv_std": trial["std"], "fit_seconds": trial["fit_seconds"]})
+            mlflow.set_tags({"mlops.trial": str(number), "mlops.rank": str(trial["rank"])})
 
 
 def save_local_copy(model_uri: str, model_dir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Train: split with the seed, fit the model from `model/`, score it on the held-out split.
+"""Train: split with the seed, fit the model from `model/` (or search its params, `train.search`),
+score it on the held-out split.
 
 Pure: data in, fitted model and metrics out. MLflow logging lives in `pipeline.tracking`.
 """
@@ -16,6 +17,7 @@ from pipeline.config import Config
 from pipeline.data import split
 from pipeline.errors import PipelineError
 from pipeline.metrics import score
+from pipeline.search import SearchOutcome, run_search
 
 NUMERIC_TYPES = {"int", "float"}
 
@@ -27,6 +29,7 @@ class TrainResult:
     test: pd.DataFrame
     metrics: dict[str, float]
     fit_seconds: float
+    search: SearchOutcome | None = None
 
 
 def model_spec(config: Config) -> ModelSpec:
@@ -59,17 +62,28 @@ def features_and_target(config: Config, frame: pd.DataFrame) -> tuple[pd.DataFra
     return frame[config.feature_columns], target
 
 
-def train(config: Config, data: pd.DataFrame) -> TrainResult:
-    """Fit on the train split and score on the test split."""
+def train(config: Config, data: pd.DataFrame, ray_address: str | None = None) -> TrainResult:
+    """Fit on the train split (the search's best candidate, refit on all of it, when
+    `train.search` is set) and score on the test split. `ray_address`: run the parallel work
+    on that Ray cluster instead of this machine."""
+    from pipeline.cluster import backend
+
     train_frame, test_frame = split(config, data)
     x_train, y_train = features_and_target(config, train_frame)
     model = new_model(config)
+    outcome = None
     started = time.perf_counter()
-    try:
-        model.fit(x_train, y_train)
-    except ValueError as exc:
-        raise PipelineError(f"train: the estimator rejected the data: {exc}") from None
+    with backend(ray_address):
+        try:
+            if config.train.search is None:
+                model.fit(x_train, y_train)
+            else:
+                outcome = run_search(config, model, x_train, y_train)
+                model = outcome.model
+        except ValueError as exc:
+            raise PipelineError(f"train: the estimator rejected the data: {exc}") from None
     fit_seconds = time.perf_counter() - started
     x_test, y_test = features_and_target(config, test_frame)
     metrics = score(config.task, model, x_test, y_test, config.positive_class)
-    return TrainResult(model=model, train=train_frame, test=test_frame, metrics=metrics, fit_seconds=fit_seconds)
+    return TrainResult(model=model, train=train_frame, test=test_frame, metrics=metrics, fit_seconds=fit_seconds,
+                       search=outcome)

@@ -11,6 +11,7 @@ test run reuses them; logs and state live under ENGINE_DIR.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -283,6 +284,109 @@ def start_postgres() -> tuple[str, Callable[[], None]]:
         stop()
         raise
     return f"postgresql://postgres@127.0.0.1:{port}/{database}", stop
+
+
+# --- Ray ----------------------------------------------------------------------------------------
+
+class RayCluster:
+    """A real Ray cluster on loopback: a head and `workers` worker nodes, every port pinned and a
+    temp dir of its own, so test runs sharing the machine never meet. Each node runs in its own
+    process group and is stopped by signalling that group (never `ray stop`, which ends every Ray
+    process on the machine, other runs' included)."""
+
+    def __init__(self, head_cpus: int = 1, worker_cpus: int = 1, workers: int = 1) -> None:
+        import sys
+
+        self.ray = Path(sys.executable).with_name("ray")
+        if not self.ray.is_file():
+            raise EngineUnavailable("ray is not installed (pip install -e '.[ray]')")
+        self.temp = Path(tempfile.mkdtemp(prefix=f"ray-{RUN_TAG}-", dir="/tmp"))  # short: Ray's socket paths
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.nodes: list[subprocess.Popen[bytes]] = []
+        try:
+            self.head = self._start(["--head", "--port", str(self.port), "--num-cpus", str(head_cpus),
+                                     "--include-dashboard", "false", "--disable-usage-stats"], "head")
+            self.workers = [self._start(["--address", self.address, "--num-cpus", str(worker_cpus)], f"worker{i}")
+                            for i in range(workers)]
+            self.wait_for_nodes(1 + workers)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
+        # A block of 100 ports for this node's workers, below the kernel's ephemeral range (32768+),
+        # where free_port's picks for the other components land, so the two never collide.
+        base = 10_000 + secrets.randbelow(200) * 100
+        ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
+                 "--runtime-env-agent-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+                 "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()),
+                 "--min-worker-port", str(base), "--max-worker-port", str(base + 99)]
+        cmd = [str(self.ray), "start", "--block", "--node-ip-address", "127.0.0.1", "--temp-dir", str(self.temp),
+               *args, *ports]
+        node = _spawn(cmd, self.temp / f"{name}.log")
+        self.nodes.append(node)
+        return node
+
+    def wait_for_nodes(self, count: int, timeout: float = 90) -> None:
+        """Until `count` nodes are alive (asked through `ray status`-free means: a probe driver)."""
+        import sys
+
+        probe = ("import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False); "
+                 "print(sum(n['Alive'] for n in ray.nodes()))")
+
+        def ready() -> bool:
+            if any(node.poll() is not None for node in self.nodes):
+                raise EngineUnavailable(f"a Ray node exited while starting; see the logs in {self.temp}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                    pass
+                done = subprocess.run([sys.executable, "-c", probe, self.address], capture_output=True, text=True,
+                                      timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                return False
+            return done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(count)]
+
+        _wait(ready, timeout, f"Ray cluster with {count} nodes at {self.address}", self.temp / "head.log")
+
+    def kill_worker(self, index: int = 0) -> None:
+        """SIGKILL a worker node's whole process group: the node dies as a crashed machine would."""
+        import signal
+
+        with _suppress_gone():
+            os.killpg(self.workers[index].pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        import signal
+
+        for node in reversed(self.nodes):
+            with _suppress_gone():
+                os.killpg(node.pid, signal.SIGTERM)
+        for node in self.nodes:
+            try:
+                node.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with _suppress_gone():
+                    os.killpg(node.pid, signal.SIGKILL)
+        for pid in self._orphans():  # e.g. log_monitor.py of a SIGKILLed node: ours by its temp dir
+            with _suppress_gone():
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+    def _orphans(self) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if str(self.temp).encode() in (entry / "cmdline").read_bytes():
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        return found
+
+
+def _suppress_gone() -> contextlib.suppress:
+    return contextlib.suppress(ProcessLookupError, PermissionError)
 
 
 def ensure_all() -> None:

@@ -115,3 +115,42 @@ def test_dockerfile_passes_hadolint() -> None:
     result = subprocess.run([bin_path("hadolint"), "--failure-threshold", "warning", str(REPO / "infra/docker/Dockerfile")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# The fields of KubeRay's RayJob spec (ray.io/v1, operator 1.1 to 1.4): no schema for the custom
+# resource ships offline, so a misspelled field is caught against this list, and the pod templates
+# inside it are validated strictly as core PodTemplates.
+RAYJOB_SPEC_FIELDS = {"activeDeadlineSeconds", "backoffLimit", "clusterSelector", "deletionStrategy", "entrypoint",
+                      "entrypointNumCpus", "entrypointNumGpus", "entrypointResources", "jobId", "managedBy", "metadata",
+                      "rayClusterSpec", "runtimeEnvYAML", "shutdownAfterJobFinishes", "submissionMode",
+                      "submitterConfig", "submitterPodTemplate", "suspend", "ttlSecondsAfterFinished"}
+
+
+@pytest.mark.engine
+def test_the_rayjob_renders_validates_and_leaves_nothing_running(tmp_path: Path) -> None:
+    result = subprocess.run([bin_path("kubectl"), "kustomize", str(REPO / "infra/k8s/ray")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    (job,) = list(yaml.safe_load_all(result.stdout))
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    spec = job["spec"]
+    assert set(spec) <= RAYJOB_SPEC_FIELDS, set(spec) - RAYJOB_SPEC_FIELDS
+    assert spec["shutdownAfterJobFinishes"] is True and 0 < spec["ttlSecondsAfterFinished"] <= 3600
+    assert spec["activeDeadlineSeconds"] > 0 and spec["backoffLimit"] == 0
+    assert "mlops train" in spec["entrypoint"]
+    cluster = spec["rayClusterSpec"]
+    locked = next(line.split("==")[1] for line in (REPO / "requirements.txt").read_text().splitlines()
+                  if line.startswith("ray=="))
+    assert cluster["rayVersion"] == locked
+    templates = [cluster["headGroupSpec"]["template"], *(group["template"] for group in cluster["workerGroupSpecs"])]
+    for group in cluster["workerGroupSpecs"]:
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    pods = [{"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"group-{i}"}, "template": template}
+            for i, template in enumerate(templates)]
+    manifest = tmp_path / "pods.yaml"
+    manifest.write_text(yaml.safe_dump_all(pods))
+    checked = subprocess.run([bin_path("kubernetes-validate"), "--strict", str(manifest)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for template in templates:
+        container = template["spec"]["containers"][0]
+        assert container["image"].endswith("-train:latest") and container["resources"]["limits"]
+        assert template["spec"]["securityContext"]["runAsNonRoot"]

@@ -1,0 +1,149 @@
+"""`train.backend: ray`: the search's trials run as tasks on a real Ray cluster (a head and a worker
+node started on loopback for this run) and give what the local run gives; the faults (cluster
+unreachable, a worker node killed mid-search, a trial raising) end in one line naming the
+address or the trial, exit 1, nothing registered and nothing left running on the cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import need_engine
+from tests.engines import EngineUnavailable, RayCluster, free_port
+from tests.pipeline.generated import classification_config, classification_frame, write_project
+
+pytestmark = pytest.mark.engine
+
+SEARCH = {"method": "grid", "space": {"max_depth": [2, 4, 8], "min_samples_leaf": [1, 4]}, "folds": 3}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RayCluster]:
+    try:
+        import ray  # noqa: F401
+    except ModuleNotFoundError:
+        need_engine(False, "ray is not installed (pip install -e '.[ray]')")
+    try:
+        started = RayCluster(head_cpus=1, worker_cpus=1, workers=1)
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+        raise
+    yield started
+    started.stop()
+
+
+def project(folder: Path, search: dict[str, Any] = SEARCH, backend: str = "local") -> Path:
+    def mutate(raw: dict[str, Any]) -> None:
+        raw["train"]["search"] = search
+        raw["train"]["backend"] = backend
+
+    return write_project(folder, classification_frame(rows=600), classification_config(), mutate).parent
+
+
+def mlops(folder: Path, *args: str, address: str | None = None, **popen: Any) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if address:
+        env["RAY_ADDRESS"] = address
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def trained(folder: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((folder / "outputs" / "train.json").read_text())
+    return result
+
+
+def idle(cluster: RayCluster) -> bool:
+    """Every CPU of the cluster free again: no task or actor of ours left behind."""
+    probe = ("import ray, sys, time; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False)\n"
+             "for _ in range(40):\n"
+             "    if ray.available_resources().get('CPU') == ray.cluster_resources().get('CPU'): print('idle'); break\n"
+             "    time.sleep(0.5)\n")
+    done = subprocess.run([sys.executable, "-c", probe, cluster.address], capture_output=True, text=True, timeout=120)
+    return done.stdout.strip().endswith("idle")
+
+
+def test_the_search_on_ray_gives_the_local_result(cluster: RayCluster, tmp_path: Path) -> None:
+    local, remote = project(tmp_path / "local"), project(tmp_path / "ray", backend="ray")
+    for folder, address in ((local, None), (remote, cluster.address)):
+        done = mlops(folder, "run", address=address)
+        assert done.returncode == 0, done.stderr
+    on_local, on_ray = trained(local), trained(remote)
+    assert on_local["backend"] == "local" and on_ray["backend"] == f"ray ({cluster.address})"
+    assert on_ray["search"]["best_params"] == on_local["search"]["best_params"]
+    assert [(t["params"], t["mean"], t["std"], t["rank"]) for t in on_ray["search"]["trials"]] == \
+           [(t["params"], t["mean"], t["std"], t["rank"]) for t in on_local["search"]["trials"]]
+    assert on_ray["metrics"] == pytest.approx(on_local["metrics"], rel=1e-12)  # the refit forest sums its trees in another order
+    assert "Hyperparameter search (grid): 6 trials" in (remote / "outputs" / "report.md").read_text()
+    assert idle(cluster)
+
+
+def test_ray_address_alone_selects_ray_and_backend_ray_needs_one(cluster: RayCluster, tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", search={"space": {"max_depth": [2, 4]}, "folds": 2})
+    assert mlops(folder, "validate").returncode == 0
+    done = mlops(folder, "train", address=cluster.address)
+    assert done.returncode == 0, done.stderr
+    assert trained(folder)["backend"] == f"ray ({cluster.address})"
+    folder = project(tmp_path / "q", search={"space": {"max_depth": [2, 4]}, "folds": 2}, backend="ray")
+    assert mlops(folder, "validate").returncode == 0
+    done = mlops(folder, "train")
+    assert done.returncode == 1
+    assert "train.backend: ray needs the cluster's address in RAY_ADDRESS" in done.stderr
+
+
+def test_an_unreachable_cluster_is_named(tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", backend="ray")
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    done = mlops(folder, "run", address=address)
+    assert done.returncode == 1
+    assert f"the Ray cluster at {address} (RAY_ADDRESS) is unreachable" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 60
+    assert not (folder / "outputs" / "train.json").exists()
+
+
+def test_a_trial_raising_on_ray_names_its_params(cluster: RayCluster, tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", search={"space": {"max_features": [2, 0]}, "folds": 2}, backend="ray")
+    done = mlops(folder, "run", address=cluster.address)
+    assert done.returncode == 1
+    assert "train.search: trial 2 failed with params {'max_features': 0}" in done.stderr
+    assert not (folder / "outputs" / "train.json").exists()
+    assert idle(cluster)
+
+
+def test_a_worker_node_killed_mid_search_is_reported(tmp_path: Path) -> None:
+    """Its own cluster (the node dies for good): the search is started, the worker node SIGKILLed
+    while its trials run, and the train step ends in one line naming the cluster, exit 1."""
+    try:
+        doomed = RayCluster(head_cpus=1, worker_cpus=1, workers=1)
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+        raise
+    try:
+        slow = {"method": "random", "space": {"max_depth": {"low": 4, "high": 16, "integer": True}},
+                "max_trials": 40, "folds": 3}
+        folder = project(tmp_path / "p", search=slow, backend="ray")
+        assert mlops(folder, "validate").returncode == 0
+        env = {**os.environ, "RAY_ADDRESS": doomed.address}
+        train = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "train"], cwd=folder, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(12)  # connected, the pool's actors placed on both nodes, trials running
+        assert train.poll() is None, train.communicate()
+        doomed.kill_worker()
+        _, stderr = train.communicate(timeout=300)
+        assert train.returncode == 1, stderr
+        assert f"train: the Ray cluster at {doomed.address} failed mid-search" in stderr
+        assert "Traceback" not in stderr
+        assert not (folder / "outputs" / "train.json").exists()
+        assert idle(doomed)  # the surviving head holds nothing of the failed run
+    finally:
+        doomed.stop()
