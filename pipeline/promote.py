@@ -20,6 +20,7 @@ from typing import Any
 from pipeline import registry, tracking
 from pipeline.config import Config
 from pipeline.errors import PipelineError
+from pipeline.paths import Paths
 
 
 def register_challenger(config: Config, run_id: str, model_uri: str, tags: dict[str, str]) -> str:
@@ -76,8 +77,7 @@ def promote(config: Config, train_info: dict[str, Any], evaluation: dict[str, An
 
 def lineage(config: Config, train_info: dict[str, Any]) -> dict[str, Any]:
     """What the registry artifact says about the model: where it came from and how good it is."""
-    model_dir = Path(train_info["model_dir"])
-    requirements = model_dir / "requirements.txt"
+    requirements = Paths(config.root).model_dir / "requirements.txt"
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "model": config.registered_model,
         "metrics": train_info.get("metrics"), "data-hash": train_info.get("data_hash"),
@@ -98,7 +98,9 @@ def publish_version(client: registry.Client, config: Config, train_info: dict[st
     check = not challenger_only if check_champion is None else check_champion
     if check and champion != expected and not (pushed and pushed.digest == champion):
         raise registry.moved(client, registry.CHAMPION, expected, champion)
-    pushed = pushed or push_signed(client, Path(train_info["model_dir"]), lineage(config, train_info))
+    # the model from this workspace's outputs, not train.json's absolute path: promote may run in
+    # another job (main.yml) whose workspace folder differs (act; a self-hosted runner)
+    pushed = pushed or push_signed(client, Paths(config.root).model_dir, lineage(config, train_info))
     registry.move_alias(client, registry.CHALLENGER, pushed.digest, current[registry.CHALLENGER])
     if not challenger_only:
         registry.move_alias(client, registry.CHAMPION, pushed.digest, expected)

@@ -10,9 +10,11 @@ and promote says so. The signature travels in the registry artifact beside the m
 Which verifier (`verifier_mode`): `MLOPS_MODEL_SIGNING_PUBLIC_KEY` (the key's public half), else
 `MLOPS_MODEL_SIGNING_IDENTITY` (the signing workflow's identity, e.g.
 `https://github.com/OWNER/REPO/.github/workflows/main.yml@refs/heads/main`, issuer
-`MLOPS_MODEL_SIGNING_ISSUER`, default GitHub's). With either, every registry model is verified
-before it is used (evaluate's champion, `mlops registry pull`, serve, build, deploy) and a
-tampered or unsigned one is refused.
+`MLOPS_MODEL_SIGNING_ISSUER`, default GitHub's), else, on the merge path on GitHub Actions (a run of
+this repository's main.yml on a branch, with a model registry), the identity main.yml signs with
+keyless there (`github_identity`). With any of them, every registry model is verified before it
+is used (evaluate's champion, `mlops registry pull`, serve, build, deploy) and a tampered or
+unsigned one is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ IDENTITY_ENV = "MLOPS_MODEL_SIGNING_IDENTITY"
 ISSUER_ENV = "MLOPS_MODEL_SIGNING_ISSUER"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 OIDC_ENV = "ACTIONS_ID_TOKEN_REQUEST_URL"  # set by GitHub only in jobs granted `id-token: write`
+MERGE_WORKFLOW = ".github/workflows/main.yml"  # the workflow that promotes (and signs) on GitHub
 SIGNATURE_NAME = "model.sig"
 SIGNATURE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
@@ -57,11 +60,39 @@ def signer_mode() -> str | None:
     return None
 
 
+def github_identity() -> str | None:
+    """The Sigstore identity main.yml signs with when this run is main.yml itself on GitHub Actions
+    (GITHUB_WORKFLOW_REF names it) on a branch, with a model registry; else None.
+
+    Keyless certificates name the workflow file and ref: GITHUB_SERVER_URL/GITHUB_REPOSITORY/
+    .github/workflows/main.yml@GITHUB_REF. Pull requests and other workflows derive nothing (their
+    ref or workflow differs), so they verify only with a key or identity set explicitly.
+    """
+    env = {name: os.environ.get(name, "").strip() for name in
+           ("GITHUB_ACTIONS", "GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_REF", "GITHUB_WORKFLOW_REF")}
+    repository, ref = env["GITHUB_REPOSITORY"], env["GITHUB_REF"]
+    if env["GITHUB_ACTIONS"] != "true" or not env["GITHUB_SERVER_URL"] or not repository or not ref.startswith("refs/heads/"):
+        return None
+    if env["GITHUB_WORKFLOW_REF"] != f"{repository}/{MERGE_WORKFLOW}@{ref}":
+        return None
+    from pipeline import registry
+
+    if registry.configured() is None:  # MLOPS_MODEL_REGISTRY=off: nothing is pushed, nothing signed
+        return None
+    return f"{env['GITHUB_SERVER_URL'].rstrip('/')}/{repository}/{MERGE_WORKFLOW}@{ref}"
+
+
+def identity() -> str | None:
+    """MLOPS_MODEL_SIGNING_IDENTITY when set, else the merge workflow's own (`github_identity`)."""
+    return os.environ.get(IDENTITY_ENV, "").strip() or github_identity()
+
+
 def verifier_mode() -> str | None:
-    """'key' (MLOPS_MODEL_SIGNING_PUBLIC_KEY), 'identity' (MLOPS_MODEL_SIGNING_IDENTITY) or None."""
+    """'key' (MLOPS_MODEL_SIGNING_PUBLIC_KEY), 'identity' (MLOPS_MODEL_SIGNING_IDENTITY, or derived
+    on the merge path on GitHub) or None."""
     if _key(PUBLIC_KEY_ENV) is not None:
         return "key"
-    if os.environ.get(IDENTITY_ENV, "").strip():
+    if identity() is not None:
         return "identity"
     return None
 
@@ -97,7 +128,9 @@ def verify(model_dir: Path, signature: Path | None, what: str) -> None:
     mode = verifier_mode()
     if mode is None:
         return
-    setting = PUBLIC_KEY_ENV if mode == "key" else IDENTITY_ENV
+    derived = mode == "identity" and not os.environ.get(IDENTITY_ENV, "").strip()
+    setting = PUBLIC_KEY_ENV if mode == "key" else (
+        f"the merge workflow's identity {identity()}" if derived else IDENTITY_ENV)
     if signature is None or not signature.is_file():
         raise PipelineError(f"{what}: refused: unsigned, and {setting} requires a signature")
     _library()
@@ -108,7 +141,7 @@ def verify(model_dir: Path, signature: Path | None, what: str) -> None:
         if mode == "key":
             config.use_elliptic_key_verifier(public_key=str(_key(PUBLIC_KEY_ENV)))
         else:
-            config.use_sigstore_verifier(identity=os.environ[IDENTITY_ENV].strip(),
+            config.use_sigstore_verifier(identity=str(identity()),
                                          oidc_issuer=os.environ.get(ISSUER_ENV, "").strip() or GITHUB_ISSUER)
         config.verify(model_dir, signature)
     except Exception as exc:

@@ -20,6 +20,7 @@ import os
 import pickle
 import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
@@ -95,6 +96,9 @@ def serve(conn: Connection, config: Config) -> None:
     It ends with `os._exit`, as `mlops` does (`pipeline.cli.console`): every call was answered and
     MLflow's store written per call, and tearing MLflow down would cost the parent a second."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; its exit ends this loop
+    # MLflow scores the model it reloads; in a daemon process scikit-learn runs that with one job
+    # (as it would anyway for a handful of rows) and warns about it on every cold run.
+    warnings.filterwarnings("ignore", message="Loky-backed parallel loops cannot be called in a multiprocessing")
     warm_up(config)
     while True:
         try:

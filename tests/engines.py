@@ -216,6 +216,28 @@ def start_pushgateway(port: int | None = None) -> tuple[subprocess.Popen[bytes],
     return proc, f"127.0.0.1:{port}"
 
 
+# --- MLflow tracking server ---------------------------------------------------------------------------
+
+def start_mlflow_server(folder: Path, timeout: float = 90) -> tuple[subprocess.Popen[bytes], str]:
+    """`mlflow server` from this venv on a free loopback port (sqlite store, proxied artifacts in
+    `folder`); returns (process, URL). Not shared: stop it with os.killpg(proc.pid, SIGTERM)."""
+    import signal
+    import sys
+
+    port = free_port()
+    log = folder / "server.log"
+    proc = _spawn([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                   f"sqlite:///{folder / 'mlflow.db'}", "--artifacts-destination", str(folder / "artifacts"),
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: http_ok(f"{url}/health"), timeout, "mlflow server", log)
+    except EngineUnavailable:
+        os.killpg(proc.pid, signal.SIGTERM)
+        raise
+    return proc, url
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------------
 
 def postgres_bin() -> Path | None:

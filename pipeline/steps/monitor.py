@@ -74,10 +74,10 @@ def run(ctx: Context, window: str | None = None, log: str | None = None, data: s
     except ValueError as exc:
         raise PipelineError(f"monitor --window: {exc}") from None
     data = data or os.environ.get("MONITOR_DATA_URL") or None
-    log = log or os.environ.get("MLOPS_PREDICTION_LOG") or None
+    log = log or _default_log(ctx)
     if data is None and log is None:
         message = ("no data source: pass --data FILE or --log URL, or set MONITOR_DATA_URL or "
-                   "MLOPS_PREDICTION_LOG")
+                   "MLOPS_PREDICTION_LOG (or run `mlops serve` here, which logs to .mlops/predictions.db)")
         if not optional:
             raise PipelineError(f"monitor: {message}")
         result = MonitorResult(verdict=NO_SOURCE, headline=message + "; nothing to monitor, skipped", window=span)
@@ -95,6 +95,15 @@ def run(ctx: Context, window: str | None = None, log: str | None = None, data: s
                                                files)
     _write_report(ctx, result)
     return (1 if result.retrain_warranted else 0), result
+
+
+def _default_log(ctx: Context) -> str | None:
+    """MLOPS_PREDICTION_LOG, else the file `mlops serve` logs to in this workspace if it exists:
+    what was served here is monitored here with no flag."""
+    log = ctx.paths.prediction_log
+    if log == "off":
+        return None
+    return log if os.environ.get("MLOPS_PREDICTION_LOG") or Path(log).is_file() else None
 
 
 Window = tuple["pd.DataFrame", str, float | None, float | None]

@@ -30,7 +30,8 @@ class PromoteResult(StepResult):
             where = "`challenger` and `champion`" if self.moved else "`challenger`"
             lines.append(f"promote: {self.registry} version {self.registry_version} ({self.model_digest}) is {where}")
             if not self.signed:
-                lines.append("promote: the model was pushed unsigned (set MLOPS_MODEL_SIGNING_KEY to sign it)")
+                lines.append("promote: the model was pushed unsigned (set MLOPS_MODEL_SIGNING_KEY, "
+                             "or on GitHub grant the job `id-token: write`, to sign it)")
         return lines
 
 

@@ -13,6 +13,13 @@ repository deploying to the local swarm: no attestation (a notice), the deploy s
 with MLOPS_MODEL_REGISTRY pointing at the local registry the aliases move challenger -> staging ->
 champion as the deploy goes live.
 
+Signing under act: act provides no OIDC token (no ACTIONS_ID_TOKEN_REQUEST_URL) and no
+GITHUB_WORKFLOW_REF, so neither Sigstore keyless signing nor the derived main.yml identity
+(pipeline/signing.py) applies. The fresh fork's run has no model registry: nothing is signed or
+verified. The deploy run exercises key mode instead: MLOPS_MODEL_SIGNING_KEY and
+MLOPS_MODEL_SIGNING_PUBLIC_KEY (a throwaway key pair) reach every job through `act --env`, so the
+promote job signs and the pipeline, image and deploy jobs verify the registry model.
+
 Everything a run creates on the shared engine (image repository, swarm stacks) is named after a
 project name unique to the test run, so two runs sharing one engine cannot break each other.
 """
@@ -25,8 +32,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -79,31 +84,28 @@ def unique_project(repo: Path) -> str:
 @contextlib.contextmanager
 def mlflow_server(folder: Path):
     """`mlflow server` (sqlite store, proxied artifacts) on a free port; stopped afterwards."""
-    from tests.engines import free_port
+    from tests.engines import EngineUnavailable, start_mlflow_server
 
     folder.mkdir(parents=True)
-    port = free_port()
-    log = (folder / "server.log").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-                             f"sqlite:///{folder / 'mlflow.db'}",
-                             "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            need_engine(False, f"mlflow server did not start; see {folder / 'server.log'}")
+        proc, url = start_mlflow_server(folder)
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+        raise
+    try:
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-        log.close()
+
+
+def signing_keys(folder: Path) -> dict[str, str]:
+    """A throwaway elliptic-curve key pair, as the environment that names it (pipeline/signing.py)."""
+    folder.mkdir(parents=True)
+    private, public = folder / "key.pem", folder / "pub.pem"
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(private)], check=True)
+    subprocess.run(["openssl", "ec", "-in", str(private), "-pubout", "-out", str(public)], check=True, capture_output=True)
+    return {"MLOPS_MODEL_SIGNING_KEY": str(private), "MLOPS_MODEL_SIGNING_PUBLIC_KEY": str(public)}
 
 
 def pull_and_inspect(reference: str) -> dict | str:
@@ -170,13 +172,15 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
         with EdgeProxy(f"{stacks[0]}_serving", ports[stacks[0]], network=EDGE_NETWORK), \
              EdgeProxy(f"{stacks[1]}_serving", ports[stacks[1]], network=EDGE_NETWORK):
             # the model registry (GHCR on GitHub) is the local one: the aliases follow the deploy
+            # key mode (act has no OIDC token): the promote job signs, every later job verifies
+            keys = signing_keys(root / "keys")
             deploy_vars = {**registry_vars, "MLOPS_MODEL_REGISTRY": f"{address}/acme/{project}-model",
                            "DEPLOY_TARGET": "swarm", "DEPLOY_SWARM_OVERRIDE": "infra/swarm/edge.yml",
                            "STAGING_URL": f"http://127.0.0.1:{ports[stacks[0]]}",
                            "PRODUCTION_URL": f"http://127.0.0.1:{ports[stacks[1]]}"}
             # a private repository without GitHub Enterprise Cloud: no attestation, deploy all the same
             deployed = actkit.run_act(repo, "push", push_event(repo, visibility="private"), workdir=root / "run",
-                                      variables=deploy_vars, **common)
+                                      variables=deploy_vars, **{**common, "env": {**common["env"], **keys}})
             with urllib.request.urlopen(f"{deploy_vars['PRODUCTION_URL']}/version", timeout=10) as response:
                 production_version = json.load(response)
     finally:
@@ -191,7 +195,7 @@ def _merge_runs(stack: contextlib.ExitStack, venv_bin: Path, registry: tuple[str
 def test_merge_as_a_fresh_fork_builds_pushes_attests_and_skips_deploy_with_a_notice(merge_runs) -> None:
     result, address, repo = merge_runs["fresh"], merge_runs["address"], merge_runs["repo"]
     assert result.returncode == 0, result.log[-8000:]
-    for job in ("pipeline", "image", "attest", "deploy (not configured)"):
+    for job in ("pipeline", "promote", "image", "attest", "deploy (not configured)"):
         assert result.job_succeeded(job), job
     assert "deploy skipped::no deploy target configured" in result.log
     assert "[main/deploy staging" not in result.log and "[main/deploy production" not in result.log
@@ -243,7 +247,7 @@ def test_merge_as_a_fresh_fork_builds_pushes_attests_and_skips_deploy_with_a_not
 def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -> None:
     result, project = merge_runs["deployed"], merge_runs["project"]
     assert result.returncode == 0, result.log[-8000:]
-    for job in ("pipeline", "image", "deploy staging", "deploy production"):
+    for job in ("pipeline", "promote", "image", "deploy staging", "deploy production"):
         assert result.job_succeeded(job), job
     assert "[main/deploy (not configured)" not in result.log
     assert "Cache restored from key: mlops-main-Linux-" in result.log  # main's state carried over
@@ -269,6 +273,10 @@ def test_merge_with_a_swarm_target_deploys_staging_then_production(merge_runs) -
     assert order == sorted(order), order
     assert "deploy: MLflow `champion` -> version 2" in result.log  # MLflow's registry follows (its second version)
     assert f"label io.mlops.model.digest={digest}" in result.log  # the image was built from that registry version
+    # key mode (act has no OIDC token): promote signed it, the image job and both deploys verified it
+    assert "pushed unsigned" not in result.log
+    assert "(registry, verified)" in result.log
+    assert result.log.count(f"deploy: {repository}@{digest}: signature verified") == 2
     assert merge_runs["production_version"]["model_version"] == "1"  # the registry's version number
 
 
@@ -286,7 +294,7 @@ def test_a_manual_run_from_another_branch_does_nothing(venv_bin: Path, tmp_path:
                             variables={"DEPLOY_TARGET": "swarm"})
     assert result.returncode == 0, result.log[-6000:]
     assert "$ mlops" not in result.log
-    for job in ("pipeline", "image", "attest", "deploy staging", "deploy production"):
+    for job in ("pipeline", "promote", "image", "attest", "deploy staging", "deploy production"):
         assert not result.job_succeeded(job), job
 
 

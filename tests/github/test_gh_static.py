@@ -270,7 +270,7 @@ def test_main_workflow_runs_only_on_main() -> None:
 def test_attestation_runs_only_where_github_offers_it() -> None:
     """Issue 11, point 1: attest-build-provenance fails in private repositories without GitHub
     Enterprise Cloud; the merge must not go red there. And `id-token: write` is granted to a job
-    that only runs the attestation action, never to one that installs packages."""
+    that only runs the attestation action (and to promote, see the test below)."""
     jobs = load_yaml(REPO / ".github" / "workflows" / "main.yml")["jobs"]
     attesting = [name for name, job in jobs.items() for step in job.get("steps", [])
                  if str(step.get("uses", "")).startswith("actions/attest-build-provenance@")]
@@ -279,10 +279,32 @@ def test_attestation_runs_only_where_github_offers_it() -> None:
     assert job["if"] == "github.event.repository.visibility == 'public' || vars.ATTEST_BUILD_PROVENANCE == 'true'"
     for name, other in jobs.items():
         scopes = other.get("permissions") or {}
-        assert ("id-token" in scopes) == (name == "attest"), name
+        assert ("id-token" in scopes) == (name in ("attest", "promote")), name
     assert all("uses" in step and "run" not in step for step in job["steps"])  # no install, no shell
     staging = jobs["staging"]
     assert "attest" in _needs(staging) and "needs.attest.result != 'failure'" in staging["if"]
+
+
+def test_only_the_promote_job_signs_models_and_every_later_job_verifies_them() -> None:
+    """Issue 9: promote signs keyless with Sigstore, so its job holds `id-token: write`; the job
+    that trains (runs the forker's code) does not, and promote runs only `mlops promote` there. Build
+    and deploy read promote's digest and verify it (pipeline/signing.py derives main.yml's identity)."""
+    jobs = load_yaml(REPO / ".github" / "workflows" / "main.yml")["jobs"]
+    promoting = [name for name, job in jobs.items() for step in job.get("steps", [])
+                 if str(step.get("uses", "")) == "./actions/promote"]
+    assert promoting == ["promote"]
+    promote, pipeline = jobs["promote"], jobs["pipeline"]
+    assert promote["permissions"]["id-token"] == "write" and "id-token" not in pipeline["permissions"]
+    assert _needs(promote) == ["pipeline"]
+    local = [str(step.get("uses")) for step in promote["steps"] if str(step.get("uses", "")).startswith("./")]
+    assert local == ["./actions/promote"]  # no pipeline step runs with the OIDC token
+    assert not any(str(step.get("uses", "")).startswith("./") and step["uses"] != "./actions/run" for step in pipeline["steps"])
+    for name in ("image", "staging", "production"):
+        assert "promote" in _needs(jobs[name]), name
+        assert "needs.promote.outputs.model-digest" in str(jobs[name]), name
+        assert "needs.pipeline.outputs" not in str(jobs[name]), name
+    for name in ("run", "evaluate", "promote", "build", "deploy"):  # model-signing is installed where models load
+        assert re.search(r'--extras \S*sign', (REPO / "actions" / name / "action.yml").read_text()), name
 
 
 def _job_cache_steps(job: dict) -> tuple[list[dict], list[dict]]:
@@ -346,8 +368,9 @@ def test_readme_says_who_may_write_to_pull_requests_and_what_deploy_settings_mea
     assert "repository variable" in rows["`DEPLOY_TARGET`"]
     assert "ssh" in rows["`STAGING_URL`, `PRODUCTION_URL`"] and "required" in rows["`STAGING_URL`, `PRODUCTION_URL`"]
     assert "`ATTEST_BUILD_PROVENANCE`" in rows
-    main_text = (REPO / ".github" / "workflows" / "main.yml").read_text()
-    assert "packages: read" not in main_text  # the deploy jobs move registry aliases (write); the target pulls
+    jobs = load_yaml(REPO / ".github" / "workflows" / "main.yml")["jobs"]
+    for name in ("staging", "production"):  # the deploy jobs move registry aliases (write); the target pulls
+        assert jobs[name]["permissions"]["packages"] == "write", name
 
 
 def test_pull_requests_never_use_the_mlflow_server() -> None:

@@ -13,6 +13,7 @@ import sys
 import threading
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -165,13 +166,14 @@ def test_an_alias_that_moved_is_not_moved_and_the_error_names_what_was_found(rep
 def test_two_racing_promotions_exactly_one_wins(repo: registry.Repository, tmp_path: Path) -> None:
     """Both evaluated against no champion and promote at the same moment: one moves `challenger`
     and `champion`; the other fails naming the winner's digest, and moves neither."""
-    config = load_config(REPO / "mlops.yaml")
     start = threading.Barrier(2)
     outcome: dict[str, object] = {}
 
     def promote(name: str) -> None:
-        folder = tiny_model(tmp_path / name / "model", name)
-        info = {"run_id": f"run-{name}", "model_dir": str(folder), "metrics": {"f1": 0.9}}
+        config = load_config(REPO / "mlops.yaml").model_copy(update={"root": tmp_path / name})
+        tiny_model(tmp_path / name / "outputs" / "model", name)
+        # train.json's absolute path may name another job's workspace: promote pushes its own outputs/model
+        info = {"run_id": f"run-{name}", "model_dir": "/elsewhere/outputs/model", "metrics": {"f1": 0.9}}
         client = registry.connect(repo)
         start.wait()
         try:
@@ -297,6 +299,52 @@ def test_eviction_the_champion_survives_in_the_registry(repo: registry.Repositor
     assert json.loads((repo_copy / "outputs" / "evaluate.json").read_text())["champion_version"] == "2"
 
 
+@pytest.fixture()
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real MLflow tracking server on loopback (sqlite store), stopped after the test."""
+    import os
+    import signal
+
+    from tests.engines import start_mlflow_server
+
+    try:
+        proc, url = start_mlflow_server(tmp_path / "mlflow-server")
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+        raise
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.engine
+def test_without_a_deploy_target_mlflow_gets_the_same_versions_and_aliases(repo: registry.Repository, repo_copy: Path,
+                                                                           mlflow_server: str) -> None:
+    """Issue 9: with MLFLOW_TRACKING_URI set and no deploy target, promote moves `champion` in the
+    model registry directly, and MLflow's registry (a real server) mirrors it: the same version,
+    tagged with the registry's version number and digest, behind `challenger` and `champion`."""
+    from mlflow import MlflowClient
+
+    env = {registry.ENV: str(repo), "MLFLOW_TRACKING_URI": mlflow_server}
+    for args in (("run",), ("promote",)):
+        done = mlops(repo_copy, *args, env=env)
+        assert done.returncode == 0, done.stderr
+    result = json.loads((repo_copy / "outputs" / "promote.json").read_text())
+    assert result["moved"] and result["registry_version"] == 1
+    digest = result["model_digest"]
+    assert registry.resolve(registry.connect(repo), registry.CHAMPION) == digest
+    assert f"promote: {result['model']} version {result['version']} is `challenger`; champion -> version " \
+           f"{result['version']}" in done.stderr
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    for alias in ("challenger", "champion"):
+        version = client.get_model_version_by_alias(result["model"], alias)
+        assert version.version == result["version"], alias
+        assert version.tags["registry_version"] == "1" and version.tags["model_digest"] == digest, alias
+    assert client.get_model_version_by_alias(result["model"], "champion").tags["validation_status"] == "passed"
+    assert not (repo_copy / ".mlops" / "mlflow.db").exists()  # the server holds it, not a local store
+
+
 def key_pair(folder: Path) -> tuple[Path, Path]:
     """An elliptic-curve key pair as PEM files (what `openssl ecparam -name prime256v1` makes)."""
     from cryptography.hazmat.primitives import serialization
@@ -387,6 +435,56 @@ def test_the_signer_and_verifier_are_chosen_from_the_environment(tmp_path: Path,
     monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(tmp_path / "missing.pem"))
     with pytest.raises(PipelineError, match=r"MLOPS_MODEL_SIGNING_PUBLIC_KEY=.*missing\.pem: no such key file"):
         signing.verifier_mode()
+
+
+MERGE_RUN = {"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/churn",
+             "GITHUB_REF": "refs/heads/main", "GITHUB_WORKFLOW_REF": "acme/churn/.github/workflows/main.yml@refs/heads/main"}
+
+
+def test_the_merge_workflow_on_github_verifies_with_its_own_identity(tmp_path: Path, monkeypatch) -> None:
+    """Issue 9: on the merge path on GitHub a registry model must verify even with nothing configured:
+    the identity main.yml signs with keyless is derived from the run's environment. Pull requests,
+    other workflows, act (no GITHUB_WORKFLOW_REF) and a registry turned off derive nothing; an
+    explicit identity or public key wins."""
+    from pipeline import registry, signing
+
+    for name in (signing.PUBLIC_KEY_ENV, signing.IDENTITY_ENV, signing.ISSUER_ENV, registry.ENV):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in MERGE_RUN.items():
+        monkeypatch.setenv(name, value)
+    expected = "https://github.com/acme/churn/.github/workflows/main.yml@refs/heads/main"
+    assert signing.github_identity() == expected
+    assert (signing.verifier_mode(), signing.required()) == ("identity", True)
+    with pytest.raises(PipelineError, match=r"refused: unsigned, and the merge workflow's identity "
+                                            r"https://github\.com/acme/churn/\.github/workflows/main\.yml@refs/heads/main"):
+        signing.verify(tiny_model(tmp_path / "model", "a"), None, "ghcr.io/acme/churn/model@sha256:0")
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://ghe.example.com/")  # GitHub Enterprise Server
+    assert signing.github_identity() == "https://ghe.example.com/acme/churn/.github/workflows/main.yml@refs/heads/main"
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+
+    not_the_merge_path = {
+        "GITHUB_REF": "refs/pull/7/merge",  # a pull request
+        "GITHUB_WORKFLOW_REF": "acme/churn/.github/workflows/monitor.yml@refs/heads/main",  # another workflow
+    }
+    for name, value in not_the_merge_path.items():
+        monkeypatch.setenv(name, value)
+        assert signing.github_identity() is None and not signing.required(), name
+        monkeypatch.setenv(name, MERGE_RUN[name])
+    monkeypatch.delenv("GITHUB_WORKFLOW_REF")  # act sets none: its runs verify only with a key
+    assert signing.github_identity() is None
+    monkeypatch.setenv("GITHUB_WORKFLOW_REF", MERGE_RUN["GITHUB_WORKFLOW_REF"])
+    monkeypatch.setenv(registry.ENV, "off")  # no registry: nothing was pushed or signed
+    assert signing.github_identity() is None and not signing.required()
+    monkeypatch.delenv(registry.ENV)
+    monkeypatch.setenv("GITHUB_ACTIONS", "false")
+    assert signing.github_identity() is None
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+
+    monkeypatch.setenv(signing.IDENTITY_ENV, "https://github.com/acme/release/.github/workflows/sign.yml@refs/heads/main")
+    assert signing.identity() == "https://github.com/acme/release/.github/workflows/sign.yml@refs/heads/main"
+    _, public = key_pair(tmp_path)
+    monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(public))
+    assert signing.verifier_mode() == "key"
 
 
 def test_an_identity_refuses_an_unsigned_model_naming_the_setting(tmp_path: Path, monkeypatch) -> None:

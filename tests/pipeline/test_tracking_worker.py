@@ -23,6 +23,7 @@ def test_a_cold_run_leaves_mlflow_to_the_tracking_process(repo_copy: Path):
     train = json.loads((repo_copy / "outputs" / "train.json").read_text())
     assert train["run_id"] and (repo_copy / "outputs" / "model" / "MLmodel").is_file()
     assert "version 1 is `challenger`" in out.stderr
+    assert "Warning" not in out.stderr, out.stderr  # e.g. scikit-learn's loky warning from the daemon process
 
 
 def test_a_failed_mlflow_write_fails_train_and_records_nothing(repo_copy: Path, tmp_path: Path):

@@ -162,3 +162,29 @@ def test_a_bad_window_and_a_bad_monitor_key_are_clear_errors(make_config, write_
     config = make_config(lambda raw: raw["monitor"].update(breaches=9))
     code, text = monitor(config, "--data", "x.csv", capsys=capsys)
     assert "breaches (9) must be at most buckets (3)" in text
+
+
+def test_the_log_mlops_serve_writes_here_is_the_default_source(make_config, tmp_path, capsys, monkeypatch):
+    """`mlops serve` logs to .mlops/predictions.db; `mlops monitor` with no flag reads that file."""
+    import time
+
+    from pipeline.serving.predlog import PredictionLog, Record
+
+    monkeypatch.delenv("MONITOR_DATA_URL", raising=False)
+    monkeypatch.delenv("MLOPS_PREDICTION_LOG", raising=False)
+    config = make_config()
+    (tmp_path / ".mlops").mkdir(exist_ok=True)
+    log = PredictionLog(str(tmp_path / ".mlops" / "predictions.db"), id_column="sample_id")
+    log.start()
+    row = {"species": "Gentoo", "island": "Biscoe", "clutch_completion": "yes", "culmen_length_mm": 50.5,
+           "culmen_depth_mm": 16.0, "flipper_length_mm": 228.0, "body_mass_g": 5800.0, "delta_15n": 8.3,
+           "delta_13c": -26.1}
+    log.record(Record("r1", time.time(), [row], ["male"], [0.9], [[0.1, 0.9]]))
+    log.close()
+    code, text = monitor(config, capsys=capsys)
+    assert code == 0, text
+    out = result(tmp_path)
+    assert out["rows"] == 1 and "predictions.db" in out["source"]
+    monkeypatch.setenv("MLOPS_PREDICTION_LOG", "off")  # logging switched off: no source, as before
+    code, text = monitor(config, capsys=capsys)
+    assert code == 2 and "no data source" in text
