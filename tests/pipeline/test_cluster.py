@@ -170,7 +170,7 @@ def test_a_worker_node_killed_mid_search_is_reported(tmp_path: Path) -> None:
         raise
     try:
         slow = {"method": "random", "space": {"max_depth": {"low": 4, "high": 16, "integer": True}},
-                "max_trials": 40, "folds": 3}
+                "max_trials": 200, "folds": 3}  # ~50 s: still running when the node is killed
         folder = project(tmp_path / "p", search=slow, backend="ray")
         assert mlops(folder, "validate").returncode == 0
         env = {**os.environ, "RAY_ADDRESS": doomed.address}
