@@ -9,6 +9,7 @@ run imports no ML library at all.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -66,7 +67,12 @@ def step_key(ctx: Context, step: Step, upstream: str, extra: str = "") -> str:
 
 
 def _extra(ctx: Context, step: Step, options: dict[str, Any], cache: Cache) -> str:
-    return champion_identity(ctx, options.get("champion"), cache) if step.name == "evaluate" else ""
+    """What a step's result depends on beyond its config, inputs and code."""
+    if step.name == "evaluate":
+        return champion_identity(ctx, options.get("champion"), cache)
+    if step.name == "train":  # where it trains (RAY_ADDRESS, see pipeline/cluster.py) is in train.json
+        return os.environ.get("RAY_ADDRESS", "").strip()
+    return ""
 
 
 def champion_identity(ctx: Context, override: str | None, cache: Cache) -> str:

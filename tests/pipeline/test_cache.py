@@ -87,3 +87,13 @@ def test_two_runs_in_one_folder_do_not_interleave(repo_copy):
     assert "waiting for the workspace lock" in waiter and "nothing changed: every step was a cache hit" in waiter
     versions = json.loads((Path(repo_copy) / "outputs" / "promote.json").read_text())["version"]
     assert versions == "1"
+
+
+def test_a_cluster_address_set_after_a_local_run_is_not_a_hit(repo_copy, monkeypatch):
+    """train.json records where the model trained: a local result is not reused once RAY_ADDRESS
+    names a cluster (here one that does not answer, so train must try it and fail)."""
+    assert mlops(repo_copy, "run").returncode == 0
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
+    again = mlops(repo_copy, "run")
+    assert again.returncode == 1, again.stderr
+    assert "unreachable" in again.stderr and steps_that_ran(again.stderr) == ["train"]

@@ -160,6 +160,23 @@ def test_a_trial_raising_on_ray_names_its_params(cluster: RayCluster, tmp_path: 
     assert idle(cluster)
 
 
+def _busy(node_group: int) -> bool:
+    """Whether a Ray worker process of this node (its process group) runs a task or actor: Ray
+    titles it `ray::<name>` then, and `ray::IDLE` otherwise."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != node_group:
+                continue
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if title.startswith(b"ray::") and not title.startswith(b"ray::IDLE"):
+            return True
+    return False
+
+
 def test_a_worker_node_killed_mid_search_is_reported(tmp_path: Path) -> None:
     """Its own cluster (the node dies for good): the search is started, the worker node SIGKILLed
     while its trials run, and the train step ends in one line naming the cluster, exit 1."""
@@ -176,8 +193,12 @@ def test_a_worker_node_killed_mid_search_is_reported(tmp_path: Path) -> None:
         env = {**os.environ, "RAY_ADDRESS": doomed.address}
         train = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "train"], cwd=folder, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(12)  # connected, the pool's actors placed on both nodes, trials running
+        # kill the node only once work of ours runs on it (a fixed sleep lost that race under load)
+        deadline = time.monotonic() + 120
+        while not _busy(doomed.workers[0].pid) and train.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert train.poll() is None, train.communicate()
+        assert _busy(doomed.workers[0].pid), "no trial ever ran on the worker node"
         doomed.kill_worker()
         _, stderr = train.communicate(timeout=300)
         assert train.returncode == 1, stderr
