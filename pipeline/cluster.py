@@ -104,6 +104,13 @@ def backend(address: str | None) -> Iterator[Callable[[pd.DataFrame], pd.DataFra
     except ray.exceptions.RayError as exc:
         raise PipelineError(f"train: the Ray cluster at {address} failed mid-search (a worker node died or was "
                             f"killed?): {type(exc).__name__}: {clip(_first_line(str(exc)), 300)}") from None
+    except KeyError as exc:
+        if exc.args != ("CPU",):
+            raise
+        # Ray's joblib backend sizes each dispatch by cluster_resources()["CPU"], absent once no
+        # node with a CPU is left
+        raise PipelineError(f"train: the Ray cluster at {address} failed mid-search: no CPU left in the cluster "
+                            "(its worker nodes died or were killed?)") from None
     finally:
         ray.shutdown()
 

@@ -181,7 +181,7 @@ def test_a_worker_node_killed_mid_search_is_reported(tmp_path: Path) -> None:
     """Its own cluster (the node dies for good): the search is started, the worker node SIGKILLed
     while its trials run, and the train step ends in one line naming the cluster, exit 1."""
     try:
-        doomed = RayCluster(head_cpus=1, worker_cpus=1, workers=1)
+        doomed = RayCluster(head_cpus=0, worker_cpus=1, workers=1)  # nowhere else to retry: the failure is certain
     except EngineUnavailable as exc:
         need_engine(False, str(exc))
         raise
