@@ -45,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.action == "rollback":
         print(rollback(client, args.ref))
+        mirror_champion(args.config, client)
         return 0
     version = registry.describe(client, args.ref or registry.CHAMPION)
     if version is None:
@@ -114,6 +115,21 @@ def show_text(client: Client, version: Version) -> str:
     lines.append("  requirements:")
     lines += [f"    {line}" for line in _note(version, "requirements").splitlines() if line.strip()] or ["    -"]
     return "\n".join(lines)
+
+
+def mirror_champion(config_path: str, client: Client) -> None:
+    """With MLFLOW_TRACKING_URI set, MLflow's `champion` follows the registry's, as after a
+    deploy: an alias left on the rolled-back version would name a model no longer champion."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    from pipeline import registry, tracking
+    from pipeline.config import load_config
+
+    digest = registry.resolve(client, registry.CHAMPION)
+    if digest is None:
+        return
+    version = tracking.follow_alias(load_config(config_path), registry.CHAMPION, digest)
+    print("MLflow `champion` -> " + (f"version {version}" if version else "unchanged: no MLflow version has that digest"))
 
 
 def rollback(client: Client, ref: str | None) -> str:

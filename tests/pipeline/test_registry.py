@@ -25,6 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.promote import publish_version
 from tests.conftest import REPO, need_engine
 from tests.engines import ENGINE_DIR, RUN_TAG, EngineUnavailable, _spawn, _wait, ensure_registry, free_port, registry_running
+from tests.pipeline.test_runner import edit_config
 
 
 @pytest.fixture(scope="module")
@@ -343,6 +344,18 @@ def test_without_a_deploy_target_mlflow_gets_the_same_versions_and_aliases(repo:
         assert version.tags["registry_version"] == "1" and version.tags["model_digest"] == digest, alias
     assert client.get_model_version_by_alias(result["model"], "champion").tags["validation_status"] == "passed"
     assert not (repo_copy / ".mlops" / "mlflow.db").exists()  # the server holds it, not a local store
+
+    # a second champion, then `mlops registry rollback`: MLflow's `champion` goes back with it
+    edit_config(repo_copy, lambda raw: raw["train"]["params"].update(n_estimators=150))
+    for args in (("run",), ("promote",)):
+        done = mlops(repo_copy, *args, env=env)
+        assert done.returncode == 0, done.stderr
+    second = json.loads((repo_copy / "outputs" / "promote.json").read_text())
+    assert client.get_model_version_by_alias(result["model"], "champion").version == second["version"]
+    done = mlops(repo_copy, "registry", "rollback", env=env)
+    assert done.returncode == 0, done.stderr
+    assert registry.resolve(registry.connect(repo), registry.CHAMPION) == digest
+    assert client.get_model_version_by_alias(result["model"], "champion").version == result["version"]
 
 
 def key_pair(folder: Path) -> tuple[Path, Path]:
