@@ -75,7 +75,7 @@ def test_pr_workflow_runs_the_pipeline_and_uploads_the_report(same_repo_pr) -> N
 
 
 def test_second_run_hits_the_pip_and_stage_caches(same_repo_pr) -> None:
-    first, second = same_repo_pr["first"], same_repo_pr["second"]
+    second = same_repo_pr["second"]
     assert second.returncode == 0, second.log[-8000:]
     assert "Cache restored from key: pip-" in second.log
     assert "Cache restored from key: mlops-stage-" in second.log
@@ -89,8 +89,8 @@ def test_second_run_hits_the_pip_and_stage_caches(same_repo_pr) -> None:
     second_summary = json.loads((second.artifact("mlops-outputs") / "summary.json").read_text())
     assert second_summary["verdict"] == same_repo_pr["summary"]["verdict"] == "pass"
     assert (second.artifact("mlops-report") / "report.md").read_text(encoding="utf-8") == same_repo_pr["report"]
-    # validate and train are saved; evaluate (a few seconds) runs against the champion of now
-    assert second.seconds < first.seconds * 0.75, (first.seconds, second.seconds)
+    # what the cache saves is shown by the steps that did not run above; how much time that is
+    # belongs in a benchmark, not in a timed assertion that flakes on a busy machine
 
 
 def run_comment(same_repo_pr, tmp_path: Path, venv_bin: Path, tamper=None, event: dict | None = None,
