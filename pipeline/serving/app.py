@@ -20,7 +20,6 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.serving import predictor as predictor_mod
@@ -72,10 +71,13 @@ def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None)
 
 
 class Instrument:
-    """ASGI middleware: request count and latency by route and status; `Connection: close` while draining."""
+    """ASGI middleware: request count and latency by route and status; `Connection: close` while
+    draining. `POST /predict` goes straight to `predict` (the same handler the documented FastAPI
+    route calls): FastAPI's routing, dependency solving and Request/Response objects cost more
+    than the model does for one row."""
 
-    def __init__(self, app: ASGIApp, state: State) -> None:
-        self.app, self.state = app, state
+    def __init__(self, app: ASGIApp, state: State, predict: ASGIApp) -> None:
+        self.app, self.state, self.predict = app, state, predict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,28 +94,46 @@ class Instrument:
                     message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
             await send(message)
 
+        direct = scope["path"] == PREDICT and scope["method"] == "POST"
         try:
-            await self.app(scope, receive, send_wrapper)
+            await (self.predict if direct else self.app)(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = PREDICT if direct else getattr(scope.get("route"), "path", "unmatched")
             method = method_label(scope.get("method", ""))
             self.state.metrics.observe_request(path, method, status, time.perf_counter() - started)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+PREDICT = "/predict"
+JSON_TYPE = b"application/json"
+
+
+def _headers(scope: Scope) -> tuple[str, str]:
+    """The content type's media type (lower case, no parameters) and the declared content length."""
+    media = length = b""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media = value
+        elif name == b"content-length":
+            length = value
+    return media.split(b";")[0].strip().lower().decode("latin-1"), length.decode("latin-1")
+
+
+async def _read_body(receive: Receive, declared: str, limit: int) -> bytes:
+    if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"body larger than {limit} bytes")
-    body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise ApiError(413, f"body larger than {limit} bytes")
-    except ClientDisconnect:  # aborted upload or read timeout: the client's doing, no one to answer
-        raise ApiError(CLIENT_CLOSED, "client closed the connection before the body arrived") from None
-    return bytes(body)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":  # aborted upload or read timeout: no one to answer
+            raise ApiError(CLIENT_CLOSED, "client closed the connection before the body arrived")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _parse(state: State, body: bytes, model: type[BaseModel] | None = None) -> Any:
@@ -216,7 +236,42 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         lifespan=lifespan,
     )
     app.state.serving = state
-    app.add_middleware(Instrument, state=state)
+
+    async def predict_payload(scope: Scope, receive: Receive) -> dict[str, Any]:
+        """/predict's answer for one request, or an ApiError."""
+        media, declared = _headers(scope)
+        if media != "application/json":
+            raise ApiError(415, "content type must be application/json")
+        body = await _read_body(receive, declared, settings.max_body_bytes)
+        if not state.ready:
+            raise ApiError(503, "draining" if state.draining else "model not loaded yet")
+        rows = _parse(state, body)
+        request_id = uuid.uuid4().hex
+        if state.predictor is not None and state.predictor.is_fast(len(rows)):
+            # onnxruntime on a few rows: tens of microseconds, bounded; a thread hop would cost more.
+            return _predict(state, rows, request_id)
+        try:
+            with anyio.fail_after(settings.predict_timeout):
+                return await anyio.to_thread.run_sync(_predict, state, rows, request_id, abandon_on_cancel=True)
+        except TimeoutError:
+            state.metrics.timeouts.inc()
+            raise ApiError(503, f"prediction took longer than {settings.predict_timeout}s") from None
+
+    async def predict_direct(scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /predict as a bare ASGI app: the same bodies and headers the FastAPI route sends."""
+        try:
+            payload = await predict_payload(scope, receive)
+        except ApiError as exc:
+            status, extra = exc.status, []
+            body = orjson.dumps({"detail": exc.detail, "errors": exc.errors})
+        else:
+            status, extra = 200, [(b"x-request-id", payload["request_id"].encode())]
+            body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", JSON_TYPE), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    app.add_middleware(Instrument, state=state, predict=predict_direct)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
@@ -233,26 +288,9 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         }},
     )
     async def predict(request: Request) -> Response:
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/json":
-            raise ApiError(415, "content type must be application/json")
-        body = await _read_body(request, settings.max_body_bytes)
-        if not state.ready:
-            raise ApiError(503, "draining" if state.draining else "model not loaded yet")
-        rows = _parse(state, body)
-        request_id = uuid.uuid4().hex
-        if state.predictor is not None and state.predictor.is_fast(len(rows)):
-            # onnxruntime on a few rows: tens of microseconds, bounded; a thread hop would cost more.
-            return _answer(_predict(state, rows, request_id))
-        try:
-            with anyio.fail_after(settings.predict_timeout):
-                payload = await anyio.to_thread.run_sync(_predict, state, rows, request_id, abandon_on_cancel=True)
-        except TimeoutError:
-            state.metrics.timeouts.inc()
-            raise ApiError(503, f"prediction took longer than {settings.predict_timeout}s") from None
-        return _answer(payload)
-
-    def _answer(payload: dict[str, Any]) -> Response:
+        """Documents /predict in the OpenAPI schema; requests are answered by `predict_direct`
+        (see Instrument), so this runs only for an app mounted without it."""
+        payload = await predict_payload(request.scope, request.receive)
         response = _json(200, payload)
         response.headers["x-request-id"] = payload["request_id"]
         return response
@@ -273,10 +311,10 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         }},
     )
     async def feedback(request: Request) -> Response:
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media, declared = _headers(request.scope)
         if media != "application/json":
             raise ApiError(415, "content type must be application/json")
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(request.receive, declared, settings.max_body_bytes)
         if state.log is None:
             raise ApiError(503, "the prediction log is off (MLOPS_PREDICTION_LOG=off)" if state.ready else "model not loaded yet")
         parsed = _parse(state, body, feedback_body)
