@@ -234,6 +234,9 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         version=settings.model_version,
         description=f"Predicts `{contract.target}` ({contract.task}) from the columns of the data contract in mlops.yaml.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry checks three global providers on every request (2 us);
+        # this server exports Prometheus metrics (/metrics) and configures no OpenTelemetry.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.serving = state
 
