@@ -7,6 +7,7 @@ JSON parse (pydantic-core, no Python json round trip) come before any work, and 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 import uuid
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.serving import predictor as predictor_mod
 from pipeline.serving.contract import Contract
-from pipeline.serving.metrics import Metrics, method_label
+from pipeline.serving.metrics import FLUSH_SECONDS, Metrics, method_label
 from pipeline.serving.predlog import OFF, FeedbackError, PredictionLog, Record
 from pipeline.serving.schema import (
     ErrorResponse,
@@ -188,6 +189,13 @@ def _warm_up(state: State) -> None:
     state.ready = True
 
 
+async def _flush_metrics(metrics: Metrics) -> None:
+    """Writes the per-row figures every FLUSH_SECONDS, so every worker's reach /metrics."""
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        metrics.flush()
+
+
 def _prediction_log(state: State) -> PredictionLog | None:
     """This process's prediction log writer, started (after the fork: one writer thread per worker)."""
     settings, metrics = state.settings, state.metrics
@@ -224,7 +232,10 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(_warm_up, state)
+        flusher = asyncio.get_running_loop().create_task(_flush_metrics(state.metrics))
         yield
+        flusher.cancel()
+        state.metrics.flush()
         state.ready = False
         if state.log is not None:  # graceful shutdown: what is queued gets written
             await anyio.to_thread.run_sync(state.log.close)

@@ -30,13 +30,11 @@ def test_score_histogram_buckets_are_cumulative(client) -> None:
 
 
 def test_regression_predictions_get_a_histogram_over_the_target_range() -> None:
-    from prometheus_client import generate_latest
-
     from pipeline.serving.metrics import Metrics
 
     metrics = Metrics(target_range=(0.0, 100.0))
     metrics.observe_predictions([5.0, 45.0, 55.0, 250.0], None)
-    text = generate_latest(metrics.registry).decode()
+    text = metrics.render()[0].decode()  # render writes what was added up (Metrics.flush)
     buckets = samples(text, "serving_prediction_value_bucket")
     assert buckets[(("le", "10.0"),)] == 1.0 and buckets[(("le", "50.0"),)] == 2.0
     assert buckets[(("le", "100.0"),)] == 3.0 and buckets[(("le", "+Inf"),)] == 4.0
@@ -46,7 +44,6 @@ def test_regression_predictions_get_a_histogram_over_the_target_range() -> None:
 def test_single_rows_count_exactly_as_one_batch_of_them(contract) -> None:
     """One row takes its own path (no NumPy, cached label children): its figures must be the batch's."""
     import numpy as np
-    from prometheus_client import generate_latest
 
     from pipeline.serving.metrics import Metrics
 
@@ -58,10 +55,26 @@ def test_single_rows_count_exactly_as_one_batch_of_them(contract) -> None:
         one_by_one.observe_predictions([labels[index]], scores[index:index + 1])
     batched.observe_inputs(rows, contract)
     batched.observe_predictions(labels, scores)
-    texts = [generate_latest(m.registry).decode() for m in (one_by_one, batched)]
+    texts = [m.render()[0].decode() for m in (one_by_one, batched)]
     names = ("serving_feature_values_total", "serving_feature_value_sum", "serving_feature_missing_total",
              "serving_feature_category_total", "serving_predictions_total", "serving_prediction_score_bucket",
              "serving_rows_total")
     for name in names:
         assert samples(texts[0], name) == samples(texts[1], name) != {}, name
     assert samples(texts[0], "serving_feature_missing_total")[(("feature", "body_mass_g"),)] == 1.0
+
+
+def test_per_row_figures_reach_the_registry_without_a_scrape(app, client) -> None:
+    """Per-row figures are added up in memory; the app writes them every FLUSH_SECONDS, so a scrape
+    answered by another worker process sees them too (this one's registry is read without render)."""
+    import time
+
+    from prometheus_client import generate_latest
+
+    from pipeline.serving.metrics import FLUSH_SECONDS
+
+    assert client.post("/predict", json={"rows": [GOOD_ROW] * 4}).status_code == 200
+    time.sleep(FLUSH_SECONDS * 3)
+    text = generate_latest(app.state.serving.metrics.registry).decode()
+    assert samples(text, "serving_rows_total") == {(): 4.0}
+    assert samples(text, "serving_feature_values_total")[(("feature", "body_mass_g"),)] == 4.0
