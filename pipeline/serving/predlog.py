@@ -30,6 +30,9 @@ OFF = "off"
 # One queue entry per request: at the server's 2000-row limit this bounds the memory of a stalled log.
 QUEUE_REQUESTS = 10_000
 BATCH_REQUESTS = 500  # requests per transaction at most
+# The writer lets records gather this long before a transaction: at a few thousand requests a second
+# one transaction (and one thread wake-up) per request cost more than the request's own work.
+BATCH_LINGER_SECONDS = 0.02
 PRUNE_EVERY_SECONDS = 600.0
 SQLITE_BUSY_MS = 5000
 PG_CONNECT_TIMEOUT = 3
@@ -189,13 +192,14 @@ class PredictionLog:
                  id_column: str | None = None, retention_days: float | None = 30.0,
                  on_written: Callable[[int], None] = lambda n: None,
                  on_dropped: Callable[[str, int], None] = lambda reason, n: None,
-                 queue_size: int = QUEUE_REQUESTS, prune_every: float = PRUNE_EVERY_SECONDS) -> None:
+                 queue_size: int = QUEUE_REQUESTS, prune_every: float = PRUNE_EVERY_SECONDS,
+                 linger: float = BATCH_LINGER_SECONDS) -> None:
         self.store = Store(url)
         self.model_version, self.model_digest = model_version, model_digest
         self.id_column = id_column
         self.retention_days = retention_days
         self.on_written, self.on_dropped = on_written, on_dropped
-        self.prune_every = prune_every
+        self.prune_every, self.linger = prune_every, linger
         self._queue: queue.Queue[Record | None] = queue.Queue(queue_size)
         self._done = threading.Condition()
         self._enqueued = 0  # requests put on the queue (under _done)
@@ -242,6 +246,7 @@ class PredictionLog:
             if first is None:
                 break
             batch.append(first)
+            time.sleep(self.linger)
             stop = False
             while len(batch) < BATCH_REQUESTS:
                 try:

@@ -317,3 +317,18 @@ def test_export_from_a_missing_file_is_an_error_and_creates_nothing(tmp_path) ->
     with pytest.raises(FileNotFoundError, match="no prediction log"):
         list(export_rows(str(tmp_path / "nowhere.db")))
     assert not (tmp_path / "nowhere.db").exists()
+
+
+def test_requests_arriving_one_by_one_are_written_in_few_transactions(tmp_path: Path) -> None:
+    """At a steady trickle the writer lets records gather (BATCH_LINGER_SECONDS) instead of one
+    transaction and one thread wake-up per request, which cost more CPU than the request itself."""
+    transactions: list[int] = []
+    log = PredictionLog(str(tmp_path / "log.db"), id_column="sample_id", on_written=transactions.append)
+    log.start()
+    for index in range(50):
+        log.record(_record(f"r{index}", time.time()))
+        time.sleep(0.001)
+    assert log.flush()
+    log.close()
+    assert sum(transactions) == 50
+    assert len(transactions) <= 10, transactions
