@@ -83,6 +83,14 @@ def convert(model: Path) -> tuple[Path, Any]:
     return write(contract, model.parent / "contract.json"), onnx.convert(model, contract)
 
 
+def baseline_contract_file(checkout: Path, dest: Path) -> Path:
+    """The contract as the baseline's own code writes it (older servers reject newer keys)."""
+    code = ("import sys\nfrom pipeline.config import load_config\nfrom pipeline.delivery.contract import from_config\n"
+            "from pipeline.serving.contract import write\nwrite(from_config(load_config('mlops.yaml')), sys.argv[1])")
+    subprocess.run([str(checkout / ".venv/bin/python"), "-c", code, str(dest)], cwd=checkout, check=True)
+    return dest
+
+
 def per_call(fn: Any, seconds: float = 2.0) -> float:
     """Median seconds per call of `fn` over batches of calls for about `seconds`."""
     fn()
@@ -217,16 +225,34 @@ def ready_times(starters: dict[str, Any], rounds: int) -> dict[str, list[float]]
     return times
 
 
-def load(servers: dict[str, int], duration: int, cases: list[tuple[str, int, int]]) -> dict[str, dict[str, dict]]:
-    """Each case against each running server in turn (interleaved): kind -> case -> wrk result."""
+def session_cpu(session: int) -> float:
+    """CPU seconds used so far by the processes of one session (a server and its workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # fields after the name: state ppid pgrp session ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def load(servers: dict[str, tuple[int, int]], duration: int, cases: list[tuple[str, int, int]]) -> dict[str, dict[str, dict]]:
+    """Each case against each running server (kind -> port, session) in turn (interleaved): kind ->
+    case -> wrk result, plus the server's CPU microseconds per request (what a busy machine's load
+    does not change much, unlike requests/s)."""
     results: dict[str, dict[str, dict]] = {kind: {} for kind in servers}
     for name, rows, clients in cases:
-        for kind, port in servers.items():
+        for kind, (port, session) in servers.items():
             mlflow = kind == "mlflow"
             body = {"dataframe_records": [ROW] * rows} if mlflow else {"rows": [ROW] * rows}
             url = f"http://127.0.0.1:{port}{'/invocations' if mlflow else '/predict'}"
             wrk(url, body, clients, 2)  # warm connections and caches
+            cpu = session_cpu(session)
             results[kind][name] = wrk(url, body, clients, duration)
+            done = results[kind][name]["rps"] * duration
+            results[kind][name]["cpu_us"] = (session_cpu(session) - cpu) / done * 1e6 if done else float("nan")
     return results
 
 
@@ -341,7 +367,8 @@ def main() -> int:
     }
     if args.baseline:
         baseline_model = shutil.copytree(model, model.parent / "baseline-model", ignore=shutil.ignore_patterns("model.onnx*"))
-        starters["baseline"] = lambda port=18304: start("ours", baseline_model, port, contract=contract,
+        baseline_contract = baseline_contract_file(args.baseline, model.parent / "baseline-contract.json")
+        starters["baseline"] = lambda port=18304: start("ours", baseline_model, port, contract=baseline_contract,
                                                         python=str(args.baseline / ".venv/bin/python"), cwd=args.baseline)
     ready = {kind: statistics.median(values) for kind, values in ready_times(starters, args.ready_rounds).items()}
     ports = {"ours": 18301, "ours on scikit-learn": 18302, "mlflow": 18303, "baseline": 18304}
@@ -349,7 +376,8 @@ def main() -> int:
     cases = [("1 row, 1 client", 1, 1), ("1 row, 8 clients", 1, 8), ("1 row, 64 clients", 1, 64),
              ("1000 rows, 8 clients", 1000, 8)]
     try:
-        results = load({kind: ports[kind] for kind in starters}, args.duration, cases)
+        servers = {kind: (ports[kind], proc.pid) for kind, (proc, _) in zip(starters, started, strict=True)}
+        results = load(servers, args.duration, cases)
     finally:
         for proc, _ in started:
             stop(proc)
@@ -389,6 +417,10 @@ def report(args: argparse.Namespace, load_before: float, limit: dict[str, float]
         share = results["ours"][name]["rps"] * rows / (batch_limit if rows > 1 else row_limit)
         print(f"| {name}{' (rows/s)' if rows > 1 else ''} | " + " | ".join(cells) + f" | {share:.0%} |")
     print("| ready after start (s, median) | " + " | ".join(f"{ready[k]:.2f}" for k in kinds) + " | |")
+    print("\nServer CPU per request, all its processes (us; per 1000 rows for batches): less sensitive to a busy machine\n")
+    print("| case | " + " | ".join(kinds) + " |\n|---|" + "---|" * len(kinds))
+    for name, _, _ in cases:
+        print(f"| {name} | " + " | ".join(f"{results[k][name]['cpu_us']:,.0f}" for k in kinds) + " |")
     print(f"\nIn-process limit for {cores} cores: {row_limit:,.0f} single-row predictions/s, "
           f"{batch_limit:,.0f} rows/s in batches")
     top, batch = "1 row, 64 clients", "1000 rows, 8 clients"
@@ -414,6 +446,10 @@ def report(args: argparse.Namespace, load_before: float, limit: dict[str, float]
         print(f"- {'PASS' if met else 'FAIL'}: {what}: {value:.3f} (goal {op} {target:.3f})")
     if not size:
         print("- not checked: image size (pass --image REF)")
+    if "baseline" in results:
+        print(f"- (for reading a busy machine's run) CPU per request at 64 clients, baseline / ours: "
+              f"{results['baseline'][top]['cpu_us'] / ours[top]['cpu_us']:.2f}x; per 1000-row batch: "
+              f"{results['baseline'][batch]['cpu_us'] / ours[batch]['cpu_us']:.2f}x")
 
 
 if __name__ == "__main__":
