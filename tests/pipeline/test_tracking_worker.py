@@ -23,6 +23,8 @@ def test_a_cold_run_leaves_mlflow_to_the_tracking_process(repo_copy: Path):
     train = json.loads((repo_copy / "outputs" / "train.json").read_text())
     assert train["run_id"] and (repo_copy / "outputs" / "model" / "MLmodel").is_file()
     assert "version 1 is `challenger`" in out.stderr
+    plots = json.loads((repo_copy / "outputs" / "summary.json").read_text())["plots"]  # matplotlib came from charts.preload
+    assert "confusion_matrix.png" in plots and all((repo_copy / "outputs" / "plots" / p).stat().st_size > 1000 for p in plots)
     assert "Warning" not in out.stderr, out.stderr  # e.g. scikit-learn's loky warning from the daemon process
 
 
