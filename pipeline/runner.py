@@ -181,11 +181,12 @@ def _run_steps(config: Config, force: bool, champion: str | None,
 def _start_tracking(config: Config, tracking_process: ExitStack) -> None:
     """MLflow's process, started as early as the run knows it will train: it needs longer to get
     ready (MLflow, its store, skops) than this process needs to validate and fit. While this
-    process then waits for it, matplotlib is imported for the report (`charts.preload`)."""
+    process then waits for it, it imports matplotlib for the report (`charts.preload`)."""
     from pipeline import charts, tracking_worker
 
-    tracking_process.enter_context(tracking_worker.started(config))
-    charts.preload()
+    worker = tracking_process.enter_context(tracking_worker.started(config))
+    if worker is not None:
+        worker.when_idle(charts.preload)
 
 
 def _register(ctx: Context, cache: Cache, upstream: str, total: int) -> StepResult | None:
