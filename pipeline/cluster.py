@@ -84,11 +84,7 @@ def backend(address: str | None) -> Iterator[Callable[[pd.DataFrame], pd.DataFra
         return
     ray, joblib = _import_ray()
     _probe(address)
-    try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...: the user needs one line
-        raise PipelineError(f"train: cannot connect to the Ray cluster at {address} ({RAY_ADDRESS}): "
-                            f"{type(exc).__name__}: {clip(str(exc), 300)}") from None
+    connect(ray.init, ray.shutdown, address)
     try:
         from ray.util.joblib import register_ray
 
@@ -113,6 +109,31 @@ def backend(address: str | None) -> Iterator[Callable[[pd.DataFrame], pd.DataFra
                             "(its worker nodes died or were killed?)") from None
     finally:
         ray.shutdown()
+
+
+CLIENT_SERVER_RETRIES = 3
+# Ray Client starts a server process per session; on Ray 2.x that start sometimes dies at once
+# (a gRPC poller race in Ray's worker shim: "epoll_wait error: Bad file descriptor", about one
+# session in ten here) and the proxy answers with this. A new session usually starts fine.
+_CLIENT_SERVER_DIED = "Starting Ray client server failed"
+
+
+def connect(init: Callable[..., Any], shutdown: Callable[[], None], address: str,
+            retries: int = CLIENT_SERVER_RETRIES) -> None:
+    """`ray.init` at `address`, retrying only Ray Client's transient server-start failure; any
+    other failure, or the last retry's, is one line naming the address."""
+    for attempt in range(1, retries + 1):
+        try:
+            init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            return
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...: the user needs one line
+            shutdown()
+            if _CLIENT_SERVER_DIED in str(exc) and attempt < retries:
+                logging.getLogger(__name__).warning("Ray Client's server for this session did not start "
+                                                    "(attempt %d of %d); trying again", attempt, retries)
+                continue
+            raise PipelineError(f"train: cannot connect to the Ray cluster at {address} ({RAY_ADDRESS}): "
+                                f"{type(exc).__name__}: {clip(str(exc), 300)}") from None
 
 
 def _stop_local_workers() -> None:

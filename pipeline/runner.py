@@ -144,6 +144,9 @@ def _run_steps(config: Config, force: bool, champion: str | None,
     upstream, worst, results = "", 0, {}
     ran: list[str] = []
     total = len(registry.RUN_STEPS) + 1
+    tracking_started = force or not all(cache.steps.get(name) for name in TRAINS)  # it will train: no need for keys
+    if tracking_started:
+        _start_tracking(config, tracking_process)
     for index, step in enumerate(registry.RUN_STEPS, start=1):
         options = {"champion": champion} if step.name == "evaluate" else {}
         key = step_key(ctx, step, upstream, _extra(ctx, step, options, cache))
@@ -154,10 +157,9 @@ def _run_steps(config: Config, force: bool, champion: str | None,
             code = int(entry["code"])
         else:
             t0 = time.perf_counter()
-            if step.name in TRAINS and not ran:  # MLflow starts up beside validate and the fit
-                from pipeline import tracking_worker
-
-                tracking_process.enter_context(tracking_worker.started(config))
+            if step.name in TRAINS and not tracking_started:  # the cache says it trains after all
+                tracking_started = True
+                _start_tracking(config, tracking_process)
             _line(index, total, step.name, "running")
             code, results[step.name] = execute(ctx, step, options, cache)
             cache.record(ctx, step, key, code=code, seconds=round(time.perf_counter() - t0, 3))
@@ -174,6 +176,17 @@ def _run_steps(config: Config, force: bool, champion: str | None,
     verb = "ran " + ", ".join(ran) if ran else "nothing changed: every step was a cache hit"
     say(f"mlops run: {verb}; {time.perf_counter() - started:.2f}s; report: {ctx.paths.report_md}")
     return worst, results
+
+
+def _start_tracking(config: Config, tracking_process: ExitStack) -> None:
+    """MLflow's process, started as early as the run knows it will train: it needs longer to get
+    ready (MLflow, its store, skops) than this process needs to validate and fit. While this
+    process then waits for it, it imports matplotlib for the report (`charts.preload`)."""
+    from pipeline import charts, tracking_worker
+
+    worker = tracking_process.enter_context(tracking_worker.started(config))
+    if worker is not None:
+        worker.when_idle(charts.preload)
 
 
 def _register(ctx: Context, cache: Cache, upstream: str, total: int) -> StepResult | None:

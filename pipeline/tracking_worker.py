@@ -21,7 +21,7 @@ import pickle
 import signal
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from typing import Any
@@ -42,6 +42,12 @@ class TrackingWorker:
         self._process = context.Process(target=serve, args=(child, config), name="mlops-tracking", daemon=True)
         self._process.start()
         child.close()
+        self._idle: list[Callable[[], None]] = []
+
+    def when_idle(self, work: Callable[[], None]) -> None:
+        """Work for this process to do once, while it waits for the tracking process's answer
+        to a call (the first, on a cold run, waits for MLflow to start: over a second)."""
+        self._idle.append(work)
 
     def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
@@ -50,6 +56,8 @@ class TrackingWorker:
             return getattr(tracking, name).__wrapped__(*args, **kwargs)  # nothing was sent: run it here
         except OSError as exc:
             raise self._died(name, exc) from None
+        while self._idle:
+            self._idle.pop(0)()
         try:
             status, value = self._conn.recv()
         except (EOFError, OSError) as exc:

@@ -293,7 +293,19 @@ class RayCluster:
     temp dir of its own, so test runs sharing the machine never meet. Each node runs in its own
     process group and is stopped by signalling that group (never `ray stop`, which ends every Ray
     process on the machine, other runs' included). The head also serves Ray Client at
-    `client_address` (ray://127.0.0.1:PORT), the way a driver outside the cluster connects."""
+    `client_address` (ray://127.0.0.1:PORT), the way a driver outside the cluster connects.
+
+    Ray Client's proxy starts one server per session on ports counting up from a fixed 23000, with
+    no setting to move them; two clusters on one machine race for the same port ("Starting Ray
+    client server failed. See ray_client_server_23000.err"). So drivers connect to a proxy this class
+    starts itself, with that range moved to a block of this run (the head's own proxy, which `ray
+    start` insists on, gets a free port and no sessions)."""
+
+    # The proxy module's range, set before its main() reads it; the rest of argv is Ray's own.
+    PROXY = ("import sys; import ray.util.client.server.proxier as proxier; "
+             "from ray.util.client.server.server import main; "
+             "proxier.MIN_SPECIFIC_SERVER_PORT = int(sys.argv.pop(1)); "
+             "proxier.MAX_SPECIFIC_SERVER_PORT = proxier.MIN_SPECIFIC_SERVER_PORT + 100; main()")
 
     def __init__(self, head_cpus: int = 1, worker_cpus: int = 1, workers: int = 1) -> None:
         import sys
@@ -309,8 +321,10 @@ class RayCluster:
         self.nodes: list[subprocess.Popen[bytes]] = []
         try:
             self.head = self._start(["--head", "--port", str(self.port), "--num-cpus", str(head_cpus),
-                                     "--ray-client-server-port", str(self.client_port),
+                                     # Ray requires a port here; nothing connects to this one (see above).
+                                     "--ray-client-server-port", str(free_port()),
                                      "--include-dashboard", "false", "--disable-usage-stats"], "head")
+            self._start_client_proxy()
             self.workers = [self._start(["--address", self.address, "--num-cpus", str(worker_cpus)], f"worker{i}")
                             for i in range(workers)]
             self.wait_for_nodes(1 + workers)
@@ -321,9 +335,11 @@ class RayCluster:
     def _start(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         # A block of 100 ports for this node's workers, below the kernel's ephemeral range (32768+),
         # where free_port's picks for the other components land, so the two never collide.
-        base = 10_000 + secrets.randbelow(200) * 100
+        base = 10_000 + secrets.randbelow(130) * 100
+        self.runtime_env_agent_port = free_port()
         ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
-                 "--runtime-env-agent-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+                 "--runtime-env-agent-port", str(self.runtime_env_agent_port),
+                 "--dashboard-agent-grpc-port", str(free_port()),
                  "--dashboard-agent-listen-port", str(free_port()), "--metrics-export-port", str(free_port()),
                  "--min-worker-port", str(base), "--max-worker-port", str(base + 99)]
         cmd = [str(self.ray), "start", "--block", "--node-ip-address", "127.0.0.1", "--temp-dir", str(self.temp),
@@ -331,6 +347,18 @@ class RayCluster:
         node = _spawn(cmd, self.temp / f"{name}.log")
         self.nodes.append(node)
         return node
+
+    def _start_client_proxy(self) -> None:
+        """Ray Client's proxy on `client_port`, its per-session servers in a block of this run's
+        (23,000 to 31,999 less Ray's default block, apart from the worker blocks below 23,000)."""
+        import sys
+
+        base = 24_000 + secrets.randbelow(80) * 100
+        cmd = [sys.executable, "-c", self.PROXY, str(base), f"--address={self.address}", "--host=127.0.0.1",
+               f"--port={self.client_port}", "--mode=proxy",
+               f"--runtime-env-agent-address=http://127.0.0.1:{self.runtime_env_agent_port}",
+               f"--temp-dir-marker={self.temp}"]  # unknown to Ray (parse_known_args): marks the process ours
+        self.nodes.append(_spawn(cmd, self.temp / "client-proxy.log"))
 
     def wait_for_nodes(self, count: int, timeout: float = 90) -> None:
         """Until `count` nodes are alive (asked through `ray status`-free means: a probe driver)."""

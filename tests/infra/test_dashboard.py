@@ -29,7 +29,7 @@ import yaml
 from tests.conftest import need_engine
 from tests.engines import EngineUnavailable, start_prometheus, start_pushgateway
 from tests.pipeline.monitor.conftest import live_rows
-from tests.pipeline.serving.live import Process
+from tests.pipeline.serving.live import Process, send_labelled
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "infra" / "grafana"
@@ -151,16 +151,8 @@ def has_data(result: list[dict[str, Any]]) -> bool:
 def send_traffic(server: Process, frame: Any, labels: bool) -> None:
     """Every row of `frame` in 50-row requests (with its true labels through /feedback), and
     the caller mistakes a dashboard must show: a row that breaks the contract, an unknown route."""
-    rows = frame.drop(columns=["sex", "prediction", "score"]).astype(object)
-    rows = rows.where(rows.notna(), None)
+    send_labelled(server.url, frame, "sex", labels)
     with httpx.Client(base_url=server.url, timeout=60) as http:
-        for start in range(0, len(frame), 50):
-            answer = http.post("/predict", json={"rows": rows.iloc[start:start + 50].to_dict("records")})
-            assert answer.status_code == 200, answer.text
-            if labels:
-                fed = http.post("/feedback", json={"request_id": answer.json()["request_id"],
-                                                   "labels": frame["sex"].iloc[start:start + 50].tolist()})
-                assert fed.status_code == 200, fed.text
         assert http.post("/predict", json={"rows": [{"body_mass_g": "heavy"}]}).status_code == 422
         assert http.get("/no-such-route").status_code == 404
 

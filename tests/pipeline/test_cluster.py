@@ -151,6 +151,49 @@ def test_an_unreachable_cluster_is_named(tmp_path: Path, scheme: str) -> None:
     assert not (folder / "outputs" / "train.json").exists()
 
 
+class FlakyInit:
+    """`ray.init` as Ray Client's proxy answers when a session's server dies at start (Ray's own
+    message; the race behind it cannot be provoked on demand): fails `failures` times, then connects."""
+
+    MESSAGE = ("Initialization failure from server:\nTraceback (most recent call last):\nRuntimeError: Starting Ray "
+               "client server failed. See ray_client_server_23000.err for detailed logs.")
+
+    def __init__(self, failures: int, error: type[Exception] = ConnectionAbortedError, message: str = MESSAGE) -> None:
+        self.failures, self.error, self.message = failures, error, message
+        self.calls = self.shutdowns = 0
+
+    def __call__(self, **kwargs: Any) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error(self.message)
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_a_client_server_that_dies_at_start_is_retried() -> None:
+    from pipeline.cluster import connect
+
+    init = FlakyInit(failures=2)
+    connect(init, init.shutdown, "ray://127.0.0.1:10001", retries=3)
+    assert (init.calls, init.shutdowns) == (3, 2)
+
+
+def test_connect_gives_up_after_the_retries_and_never_retries_other_errors() -> None:
+    from pipeline.cluster import connect
+    from pipeline.errors import PipelineError
+
+    init = FlakyInit(failures=5)
+    with pytest.raises(PipelineError, match=r"(?s)cannot connect to the Ray cluster at ray://127.0.0.1:10001 .*"
+                                            r"Starting Ray client server failed"):
+        connect(init, init.shutdown, "ray://127.0.0.1:10001", retries=3)
+    assert init.calls == 3
+    other = FlakyInit(failures=1, error=ConnectionError, message="version mismatch: client 2.60.0, server 2.9.0")
+    with pytest.raises(PipelineError, match="version mismatch"):
+        connect(other, other.shutdown, "ray://127.0.0.1:10001", retries=3)
+    assert other.calls == 1
+
+
 def test_a_trial_raising_on_ray_names_its_params(cluster: RayCluster, tmp_path: Path) -> None:
     folder = project(tmp_path / "p", search={"space": {"max_features": [2, 0]}, "folds": 2}, backend="ray")
     done = mlops(folder, "run", address=cluster.address)

@@ -23,6 +23,8 @@ def test_a_cold_run_leaves_mlflow_to_the_tracking_process(repo_copy: Path):
     train = json.loads((repo_copy / "outputs" / "train.json").read_text())
     assert train["run_id"] and (repo_copy / "outputs" / "model" / "MLmodel").is_file()
     assert "version 1 is `challenger`" in out.stderr
+    plots = json.loads((repo_copy / "outputs" / "summary.json").read_text())["plots"]  # matplotlib came from charts.preload
+    assert "confusion_matrix.png" in plots and all((repo_copy / "outputs" / "plots" / p).stat().st_size > 1000 for p in plots)
     assert "Warning" not in out.stderr, out.stderr  # e.g. scikit-learn's loky warning from the daemon process
 
 
@@ -38,3 +40,20 @@ def test_a_failed_mlflow_write_fails_train_and_records_nothing(repo_copy: Path, 
     assert not (repo_copy / "outputs" / "train.json").exists()
     cache = json.loads((repo_copy / ".mlops" / "cache.json").read_text())
     assert set(cache["steps"]) == {"validate"}
+
+
+def test_idle_work_runs_once_while_the_first_answer_is_awaited(repo_copy: Path):
+    from pipeline.config import load_config
+    from pipeline.tracking_worker import TrackingWorker
+
+    config = load_config(repo_copy / "mlops.yaml")
+    worker = TrackingWorker(config)
+    done: list[str] = []
+    worker.when_idle(lambda: done.append("matplotlib"))
+    try:
+        assert worker.call("alias_version", (config, "champion"), {}) is None  # no registered model yet
+        assert done == ["matplotlib"]
+        assert worker.call("alias_version", (config, "challenger"), {}) is None
+        assert done == ["matplotlib"]
+    finally:
+        worker.close()

@@ -96,3 +96,19 @@ def served_model(model_dir: Path, log: Path, workers: int = 1, **env: str) -> Pr
         write(from_config(load_config(REPO / "mlops.yaml")), contract)
     return Process(["-m", "pipeline.serving"], log, {"MLOPS_MODEL_DIR": str(model_dir), "MLOPS_CONTRACT": str(contract),
                                                      "MLOPS_WORKERS": str(workers), **env}).wait_ready()
+
+
+def send_labelled(url: str, frame: Any, label: str, labels: bool = True, batch: int = 50) -> None:
+    """Every row of `frame` (a scored frame: `label`, `prediction` and `score` are dropped from the
+    request) to /predict in `batch`-row requests and, with `labels`, each request's true labels to
+    /feedback: the traffic a monitored deployment sees."""
+    rows = frame.drop(columns=[label, "prediction", "score"]).astype(object)
+    rows = rows.where(rows.notna(), None)
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for start in range(0, len(frame), batch):
+            answer = http.post("/predict", json={"rows": rows.iloc[start:start + batch].to_dict("records")})
+            assert answer.status_code == 200, answer.text
+            if labels:
+                fed = http.post("/feedback", json={"request_id": answer.json()["request_id"],
+                                                   "labels": frame[label].iloc[start:start + batch].tolist()})
+                assert fed.status_code == 200, fed.text

@@ -11,12 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pandas as pd
 
 from tests.pipeline.monitor.conftest import live_rows
 from tests.pipeline.monitor.github_standin import Repo, StandIn
-from tests.pipeline.serving.live import Process
+from tests.pipeline.serving.live import Process, send_labelled
 
 
 def _traffic(model_dir: Path, folder: Path, log: Path, frame: pd.DataFrame) -> None:
@@ -24,15 +23,7 @@ def _traffic(model_dir: Path, folder: Path, log: Path, frame: pd.DataFrame) -> N
     server = Process(["-m", "pipeline.cli", "serve", "--model", str(model_dir), "--port", "{port}"],
                      folder / f"{log.stem}.serve.log", env={"MLOPS_PREDICTION_LOG": str(log)}, cwd=folder).wait_ready(120)
     try:
-        rows = frame.drop(columns=["sex", "prediction", "score"]).astype(object)
-        rows = rows.where(rows.notna(), None)
-        with httpx.Client(base_url=server.url, timeout=60) as http:
-            for start in range(0, len(frame), 50):
-                answer = http.post("/predict", json={"rows": rows.iloc[start:start + 50].to_dict("records")})
-                assert answer.status_code == 200, answer.text
-                labels = frame["sex"].iloc[start:start + 50].tolist()
-                fed = http.post("/feedback", json={"request_id": answer.json()["request_id"], "labels": labels})
-                assert fed.status_code == 200, fed.text
+        send_labelled(server.url, frame, "sex")
     finally:
         assert server.stop(60) == 0, server.text()
 
