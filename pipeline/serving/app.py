@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pipeline.serving import predictor as predictor_mod
 from pipeline.serving.contract import Contract
 from pipeline.serving.metrics import FLUSH_SECONDS, Metrics, method_label
-from pipeline.serving.predlog import OFF, FeedbackError, PredictionLog, Record
+from pipeline.serving.predlog import OFF, FeedbackError, PredictionLog, Record, new_request_id
 from pipeline.serving.schema import (
     ErrorResponse,
     FeedbackResponse,
@@ -260,7 +259,7 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         if not state.ready:
             raise ApiError(503, "draining" if state.draining else "model not loaded yet")
         rows = _parse(state, body)
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         if state.predictor is not None and state.predictor.is_fast(len(rows)):
             # onnxruntime on a few rows: tens of microseconds, bounded; a thread hop would cost more.
             return _predict(state, rows, request_id)

@@ -332,3 +332,17 @@ def test_requests_arriving_one_by_one_are_written_in_few_transactions(tmp_path: 
     log.close()
     assert sum(transactions) == 50
     assert len(transactions) <= 10, transactions
+
+
+def test_request_ids_are_time_ordered_uuid7(onnx_model_dir, contract, tmp_path) -> None:
+    """The log's primary key starts with the request id: ids that grow with time keep its inserts
+    at the index's end (random ids made the writer's cost grow with the log)."""
+    import uuid
+
+    with in_thread(_app(onnx_model_dir, contract, str(tmp_path / "log.db"))) as http:
+        ids = []
+        for _ in range(5):
+            ids.append(http.post("/predict", json={"rows": [GOOD_ROW]}).json()["request_id"])
+            time.sleep(0.002)
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert {uuid.UUID(i).version for i in ids} == {7}
