@@ -113,27 +113,30 @@ def backend(address: str | None) -> Iterator[Callable[[pd.DataFrame], pd.DataFra
 
 CLIENT_SERVER_RETRIES = 3
 # Ray Client starts a server process per session; on Ray 2.x that start sometimes dies at once
-# (a gRPC poller race in Ray's worker shim: "epoll_wait error: Bad file descriptor", about one
-# session in ten here) and the proxy answers with this. A new session usually starts fine.
+# (a gRPC poller race in Ray's worker shim: "epoll_wait error: Bad file descriptor", one session
+# in sixteen in a loop here) and the proxy answers with this. A new session usually starts fine.
 _CLIENT_SERVER_DIED = "Starting Ray client server failed"
 
 
 def connect(init: Callable[..., Any], shutdown: Callable[[], None], address: str,
             retries: int = CLIENT_SERVER_RETRIES) -> None:
-    """`ray.init` at `address`, retrying only Ray Client's transient server-start failure; any
-    other failure, or the last retry's, is one line naming the address."""
+    """`ray.init` at `address`, tried up to `retries` times for Ray Client's transient
+    server-start failure only; any other failure, or the last attempt's, is one line naming the
+    address (the last line of Ray's message: the proxy sends its whole traceback)."""
     for attempt in range(1, retries + 1):
         try:
             init(address=address, logging_level=logging.WARNING, log_to_driver=False)
             return
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ...: the user needs one line
-            shutdown()
+            with contextlib.suppress(Exception):
+                shutdown()
             if _CLIENT_SERVER_DIED in str(exc) and attempt < retries:
                 logging.getLogger(__name__).warning("Ray Client's server for this session did not start "
                                                     "(attempt %d of %d); trying again", attempt, retries)
                 continue
+            lines = [line for line in str(exc).splitlines() if line.strip()]
             raise PipelineError(f"train: cannot connect to the Ray cluster at {address} ({RAY_ADDRESS}): "
-                                f"{type(exc).__name__}: {clip(str(exc), 300)}") from None
+                                f"{type(exc).__name__}: {clip(lines[-1] if lines else '', 300)}") from None
 
 
 def _stop_local_workers() -> None:

@@ -71,9 +71,8 @@ def new_request_id() -> str:
     log's primary key grows at its end. Random UUIDv4 ids put every insert on a random page of an
     ever larger index: 12.5 against 5.3 us of the writer's CPU per row at 150,000 rows, worse as
     the log grows. 74 random bits keep it unguessable for /feedback."""
-    millis = time.time_ns() // 1_000_000
-    rand_a, rand_b = secrets.randbits(12), secrets.randbits(62)
-    return f"{(millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b:032x}"
+    millis, rand = time.time_ns() // 1_000_000, secrets.randbits(74)
+    return f"{(millis << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & (1 << 62) - 1):032x}"
 
 
 def encode(value: Any) -> str:
@@ -226,7 +225,7 @@ class PredictionLog:
         self.queue_size, self.prune_every, self.linger = queue_size, prune_every, linger
         self._lock = threading.Lock()
         self._pending: list[Any] = []  # records, with _Flush markers and _STOP among them
-        self._queued = 0  # records in _pending
+        self._queued = 0  # records taken in and not yet written or dropped: the memory bound
         self._wake = threading.Event()  # set when _pending turns non-empty
         self._thread: threading.Thread | None = None
         self._conn: Any = None
@@ -252,7 +251,10 @@ class PredictionLog:
         self._thread.start()
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything recorded so far is written (or dropped); False on timeout."""
+        """Wait until everything recorded so far is written (or dropped); False on timeout, or at
+        once when no writer runs and records wait."""
+        if self._thread is None or not self._thread.is_alive():
+            return self._queued == 0
         marker = _Flush()
         self._append(marker)
         return marker.done.wait(timeout)
@@ -277,7 +279,7 @@ class PredictionLog:
             self._wake.wait()
             time.sleep(self.linger)  # let the records of the next few milliseconds join this transaction
             with self._lock:
-                taken, self._pending, self._queued = self._pending, [], 0
+                taken, self._pending = self._pending, []
                 self._wake.clear()
             if self._write_all(taken):
                 break
@@ -317,13 +319,22 @@ class PredictionLog:
         except Exception:
             self.on_dropped("write_error", sum(len(record.rows) for record in batch))
             self._disconnect()
+        finally:
+            with self._lock:
+                self._queued -= len(batch)
 
     def _rows(self, record: Record) -> Iterator[tuple[Any, ...]]:
         """The table rows of one request. The id is the join key of /feedback, so it is written by
         `encode` as the lookup spells it; the rest is read back only by json.loads (orjson: faster)."""
         import orjson
 
-        dumps, numpy = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+        def dumps(value: Any, option: int) -> bytes:
+            try:
+                return orjson.dumps(value, option=option)
+            except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which the schema lets through
+                return encode(value).encode()
+
+        numpy = orjson.OPT_SERIALIZE_NUMPY
         scores = record.scores.tolist() if hasattr(record.scores, "tolist") else record.scores
         probabilities = record.probabilities
         head = (record.request_id, record.ts, self.model_version, self.model_digest)

@@ -346,3 +346,55 @@ def test_request_ids_are_time_ordered_uuid7(onnx_model_dir, contract, tmp_path) 
             time.sleep(0.002)
     assert ids == sorted(ids) and len(set(ids)) == 5
     assert {uuid.UUID(i).version for i in ids} == {7}
+
+
+def test_the_queue_bound_holds_while_the_writer_is_stuck(tmp_path) -> None:
+    """Records the writer has taken but not yet written still count against the bound: a
+    database that stalls (here another connection holds sqlite's write lock) cannot let memory
+    grow past it."""
+    import sqlite3
+
+    url = str(tmp_path / "log.db")
+    dropped: list[tuple[str, int]] = []
+    log = PredictionLog(url, queue_size=4, on_dropped=lambda reason, n: dropped.append((reason, n)))
+    log.store.connect().close()  # the schema in place
+    blocker = sqlite3.connect(url)
+    blocker.execute("BEGIN IMMEDIATE")
+    log.start()
+    for n in range(4):
+        log.record(_record(f"a{n}", time.time(), rows=1))
+    time.sleep(0.3)  # the writer takes the four and waits for the lock
+    for n in range(4):
+        log.record(_record(f"b{n}", time.time(), rows=1))
+    assert dropped == [("queue_full", 1)] * 4
+    blocker.rollback()
+    blocker.close()
+    assert log.flush(10)
+    log.close()
+    assert sorted(r["request_id"] for r in export_rows(url)) == ["a0", "a1", "a2", "a3"]
+
+
+def test_flush_without_a_writer_answers_at_once(tmp_path) -> None:
+    log = PredictionLog(str(tmp_path / "log.db"))
+    started = time.monotonic()
+    assert log.flush(5) is True  # nothing recorded
+    log.record(_record("r1", time.time()))
+    assert log.flush(5) is False  # recorded, and no writer to write it
+    assert time.monotonic() - started < 1
+
+
+def test_a_value_orjson_refuses_is_logged_and_costs_no_other_row(tmp_path) -> None:
+    """An integer beyond 64 bits passes a contract without bounds; orjson refuses it, and one
+    such row once made the writer drop its whole transaction."""
+    url = str(tmp_path / "log.db")
+    dropped: list[tuple[str, int]] = []
+    log = PredictionLog(url, on_dropped=lambda reason, n: dropped.append((reason, n)))
+    log.start()
+    log.record(_record("before", time.time()))
+    log.record(Record("huge", time.time(), [{**GOOD_ROW, "year": 2**70}], ["male"], [0.9], [[0.1, 0.9]]))
+    log.record(_record("after", time.time()))
+    assert log.flush(10)
+    log.close()
+    logged = {r["request_id"]: r for r in export_rows(url)}
+    assert dropped == [] and set(logged) == {"before", "huge", "after"}
+    assert logged["huge"]["features"]["year"] == 2**70
