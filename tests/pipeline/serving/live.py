@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @contextmanager
-def in_thread(app: Any, lifespan: bool = True) -> Iterator[httpx.Client]:
-    """Serve `app` on 127.0.0.1 until the block ends; `lifespan=False` never loads the model."""
+def in_thread(app: Any, lifespan: bool = True, settings: Any = None) -> Iterator[httpx.Client]:
+    """Serve `app` on 127.0.0.1 until the block ends; `lifespan=False` never loads the model.
+    `settings`: the server's limits when `app` is an inner layer that has no `state`."""
     import uvicorn
 
     from pipeline.serving.server import protocol_class
@@ -36,7 +37,8 @@ def in_thread(app: Any, lifespan: bool = True) -> Iterator[httpx.Client]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
-    config = uvicorn.Config(app, http=protocol_class(app.state.serving.settings, True), lifespan="on" if lifespan else "off",
+    limits = settings or app.state.serving.settings
+    config = uvicorn.Config(app, http=protocol_class(limits, True), lifespan="on" if lifespan else "off",
                             log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

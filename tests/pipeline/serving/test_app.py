@@ -126,23 +126,22 @@ def test_prediction_timeout_answers_503(model_dir, contract) -> None:
 def test_documented_predict_route_answers_as_the_direct_handler(app, client) -> None:
     """POST /predict skips FastAPI's routing (Instrument hands it to the bare handler); the FastAPI
     route, which documents it, answers the same bodies, statuses and headers when reached."""
-    from starlette.testclient import TestClient
-
     from pipeline.serving.app import Instrument
 
     layer = app.build_middleware_stack()
     while not isinstance(layer, Instrument):
         layer = layer.app
-    router = TestClient(layer.app)  # what Instrument wraps: FastAPI's routing (the lifespan ran in `client`)
-    for body, content_type in [(f'{{"rows": [{json.dumps(GOOD_ROW)}]}}', "application/json"),
-                               ('{"rows": [{"species": 3}]}', "application/json"), ("{", "application/json"),
-                               ("{}", "text/plain")]:
-        direct = client.post("/predict", content=body, headers={"content-type": content_type})
-        routed = router.post("/predict", content=body, headers={"content-type": content_type})
-        assert routed.status_code == direct.status_code
-        assert routed.headers["content-type"] == direct.headers["content-type"] == "application/json"
-        first, second = direct.json(), routed.json()
-        if direct.status_code == 200:
-            assert direct.headers["x-request-id"] == first.pop("request_id")
-            assert routed.headers["x-request-id"] == second.pop("request_id")
-        assert first == second
+    # what Instrument wraps, FastAPI's routing, on a server of its own (the lifespan ran in `client`)
+    with in_thread(layer.app, lifespan=False, settings=app.state.serving.settings) as router:
+        for body, content_type in [(f'{{"rows": [{json.dumps(GOOD_ROW)}]}}', "application/json"),
+                                   ('{"rows": [{"species": 3}]}', "application/json"), ("{", "application/json"),
+                                   ("{}", "text/plain")]:
+            direct = client.post("/predict", content=body, headers={"content-type": content_type})
+            routed = router.post("/predict", content=body, headers={"content-type": content_type})
+            assert routed.status_code == direct.status_code
+            assert routed.headers["content-type"] == direct.headers["content-type"] == "application/json"
+            first, second = direct.json(), routed.json()
+            if direct.status_code == 200:
+                assert direct.headers["x-request-id"] == first.pop("request_id")
+                assert routed.headers["x-request-id"] == second.pop("request_id")
+            assert first == second
