@@ -41,7 +41,7 @@ def live_server(model_dir: Path) -> Iterator[str]:
 def test_schemathesis_1000_cases_no_failures(live_server: str) -> None:
     st = Path(sys.executable).parent / "st"
     result = subprocess.run([str(st), "--config-file", str(HERE / "schemathesis.toml"), "run", f"{live_server}/openapi.json",
-                             "--checks", "all", "--max-examples", "1000", "--seed", "1", "-w", "2"],
+                             "--checks", "all", "--max-examples", "1000", "--seed", "1", "-w", "1"],
                             capture_output=True, text=True, timeout=900)
     summary = result.stdout[-3000:]
     assert result.returncode == 0, summary
