@@ -62,12 +62,21 @@ class ApiError(Exception):
         self.status, self.detail, self.errors = status, detail, errors or []
 
 
+def _body(payload: Any) -> bytes:
+    """Every answer's JSON (the bare /predict handler's and the routes' alike)."""
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _error_payload(detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"detail": detail, "errors": errors or []}
+
+
 def _json(status: int, payload: Any) -> Response:
-    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json")
+    return Response(_body(payload), status_code=status, media_type="application/json")
 
 
 def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> Response:
-    return _json(status, {"detail": detail, "errors": errors or []})
+    return _json(status, _error_payload(detail, errors))
 
 
 class Instrument:
@@ -275,11 +284,9 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         try:
             payload = await predict_payload(scope, receive)
         except ApiError as exc:
-            status, extra = exc.status, []
-            body = orjson.dumps({"detail": exc.detail, "errors": exc.errors})
+            status, extra, body = exc.status, [], _body(_error_payload(exc.detail, exc.errors))
         else:
-            status, extra = 200, [(b"x-request-id", payload["request_id"].encode())]
-            body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+            status, extra, body = 200, [(b"x-request-id", payload["request_id"].encode())], _body(payload)
         headers = [(b"content-length", str(len(body)).encode()), (b"content-type", JSON_TYPE), *extra]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
