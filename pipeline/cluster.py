@@ -6,9 +6,8 @@ tasks through Ray's joblib backend: the training frame is put into Ray's object 
 the trials get its reference (`share`), never files. The address is the head's GCS (`host:port`,
 the driver on the cluster's network) or a Ray Client address (`ray://host:10001`, a driver
 outside the cluster such as a hosted CI runner, which cannot accept the cluster's connections
-back). The connection lives
-exactly as long as the `with` block and is shut down in a finally, so a failed search leaves no
-task or actor behind on the cluster.
+back). The connection lives exactly as long as the `with` block and is shut down in a finally,
+so a failed search leaves no task or actor behind on the cluster.
 """
 
 from __future__ import annotations
