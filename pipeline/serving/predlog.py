@@ -209,11 +209,12 @@ class Store:
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
 
-    def has_legacy(self, cur: _Cursor) -> bool:
-        """Whether the log still holds the LEGACY table (a log begun before one row per request)."""
-        query = ("SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?" if self.postgres
-                 else "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
-        return bool(cur.execute(query, (LEGACY,))[0][0])
+    def tables(self, cur: _Cursor) -> set[str]:
+        """The log's tables: a log begun before one row per request still holds the LEGACY table,
+        and one no writer of today has opened yet lacks the new ones."""
+        query = ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()" if self.postgres
+                 else "SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in cur.execute(query)}
 
     def transaction(self, conn: Any) -> _Transaction:
         return _Transaction(self, conn)
@@ -458,7 +459,7 @@ class PredictionLog:
                                  for ident in json.loads(ids) if ident is not None])
                 cur.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
                 deleted = sum(count for _, count, _ in old)
-                if self.store.has_legacy(cur):
+                if LEGACY in self.store.tables(cur):
                     deleted += cur.execute(f"SELECT COUNT(*) FROM {LEGACY} WHERE ts < ?", (cutoff,))[0][0]
                     cur.execute(f"DELETE FROM {LEGACY} WHERE ts < ?", (cutoff,))
                 cur.execute("DELETE FROM labels WHERE ts < ?", (cutoff,))
@@ -508,7 +509,7 @@ class PredictionLog:
 
     def _missing(self, conn: Any, labels: list[Any], request_id: str | None, ids: list[Any] | None) -> FeedbackError | None:
         with self.store.transaction(conn) as cur:
-            legacy = self.store.has_legacy(cur)
+            legacy = LEGACY in self.store.tables(cur)
             if request_id is not None:
                 found = cur.execute("SELECT row_count FROM requests WHERE request_id = ?", (request_id,))
                 if not found and legacy:
@@ -545,10 +546,11 @@ def export_rows(url: str, since: float | None = None, until: float | None = None
     try:
         window = (-ALL_TIME if since is None else since, ALL_TIME if until is None else until)
         cur = _Cursor(store, conn.cursor())
-        tables = [_export_requests(store, conn, cur, window)]
-        if store.has_legacy(cur):
-            tables.append(_export_legacy(store, conn, window))
-        yield from heapq.merge(*tables, key=lambda row: (row["ts"], row["request_id"], row["row"]))
+        tables = store.tables(cur)
+        layouts = [_export_requests(store, conn, cur, window)] if "requests" in tables else []
+        if LEGACY in tables:
+            layouts.append(_export_legacy(store, conn, window))
+        yield from heapq.merge(*layouts, key=lambda row: (row["ts"], row["request_id"], row["row"]))
     finally:
         conn.close()
 
