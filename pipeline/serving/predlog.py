@@ -13,10 +13,12 @@ than the retention are pruned by the writer now and then. The monitor reads it b
 One table row per request, not per predicted row (`requests`): a 1000-row batch is one insert
 and one JSON text per column (features, predictions, scores, probabilities), where one insert and
 three JSON texts per row into a table with three indexes cost the writer 4.3 ms of CPU per 1000
-rows, more than the rest of the request. The rows' ids, the join key of /feedback by `ids` and of
-labels given by id, go to `request_ids` (one row per row that carries one, indexed on the id), so a
-contract without an id column pays nothing for them. Labels keep one row each, by request and row
-or by id. `export_rows` expands requests back into rows and joins labels a chunk of requests at a
+rows, more than the rest of the request. The rows' ids (the join key of /feedback by `ids` and of
+labels given by id) are in the request's row, and /feedback finds them by `request_ids` (one row
+per batch row that carries one, indexed on the id) or, for a request of one row, by a partial
+index on `requests.ids` (a second table row cost single-row requests 15% more of the writer's
+CPU). A contract without an id column pays nothing for them. Labels keep one row each, by
+request and row or by id. `export_rows` expands requests back into rows and joins labels a chunk of requests at a
 time.
 
 The layout before (`predictions`, one row per predicted row) is still read, labelled and pruned,
@@ -71,9 +73,11 @@ SCHEMA = (
         row_count INTEGER NOT NULL, ids TEXT, features TEXT NOT NULL, predictions TEXT NOT NULL,
         scores TEXT, probabilities TEXT)""",
     "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
-    # The rows that carry an id, found by it (/feedback by ids); no rows without an id column.
+    # Finding rows by id (/feedback by ids): the rows of batches that carry one, and single-row
+    # requests by their `ids` ('["<id>"]'). Nothing for a contract without an id column.
     "CREATE TABLE IF NOT EXISTS request_ids (id_value TEXT NOT NULL, request_id TEXT NOT NULL, row_index INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS request_ids_id ON request_ids (id_value)",
+    "CREATE INDEX IF NOT EXISTS requests_one_id ON requests (ids) WHERE row_count = 1 AND ids IS NOT NULL",
     # Ground truth: by request and row (request_id set), or by the contract's id column (request_id NULL).
     """CREATE TABLE IF NOT EXISTS labels (
         request_id TEXT, row_index INTEGER, id_value TEXT, label TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL)""",
@@ -416,7 +420,7 @@ class PredictionLog:
                 self._queued -= len(batch)
 
     def _request(self, orjson: Any, record: Record, ids: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-        """The `requests` row of one record; appends its `request_ids` rows to `ids`. An id is
+        """The `requests` row of one record; appends its `request_ids` rows (none for one row) to `ids`. An id is
         written by `id_key`, as the /feedback lookup spells it; the rest is read back only by
         json.loads (orjson: faster), one JSON text per column."""
         rows, id_column, request_id = record.rows, self.id_column, record.request_id
@@ -425,7 +429,8 @@ class PredictionLog:
             idents = [row.get(id_column) for row in rows]
             if idents.count(None) < len(idents):
                 keys = ["null" if ident is None else id_key(ident) for ident in idents]
-                ids += [(key, request_id, index) for index, key in enumerate(keys) if key != "null"]
+                if len(rows) > 1:
+                    ids += [(key, request_id, index) for index, key in enumerate(keys) if key != "null"]
         return (request_id, record.ts, self.model_version, self.model_digest, len(rows),
                 None if keys is None else f"[{','.join(keys)}]", _fast_json(orjson, _features(rows, id_column)),
                 _fast_json(orjson, record.predictions),
@@ -455,7 +460,7 @@ class PredictionLog:
             with self.store.transaction(conn) as cur:
                 old = cur.execute("SELECT request_id, row_count, ids FROM requests WHERE ts < ?", (cutoff,))
                 cur.executemany("DELETE FROM request_ids WHERE id_value = ? AND request_id = ?",
-                                [(id_key(ident), request_id) for request_id, _, ids in old if ids is not None
+                                [(id_key(ident), request_id) for request_id, count, ids in old if ids is not None and count > 1
                                  for ident in json.loads(ids) if ident is not None])
                 cur.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
                 deleted = sum(count for _, count, _ in old)
@@ -521,9 +526,12 @@ class PredictionLog:
                     return FeedbackError(["labels"], f"request {request_id} had {count} row(s); got {len(labels)} label(s)")
                 return None
             keys = [encode(i) for i in ids or []]
-            known = set()
-            for table in ("request_ids", LEGACY) if legacy else ("request_ids",):
-                query = f"SELECT DISTINCT id_value FROM {table} WHERE id_value IN ({{keys}})"
+            known = {r[0] for r in cur.execute_in("SELECT DISTINCT id_value FROM request_ids WHERE id_value IN ({keys})", keys)}
+            known |= {r[0][1:-1] for r in cur.execute_in(  # '["A"]' -> '"A"'
+                "SELECT DISTINCT ids FROM requests WHERE row_count = 1 AND ids IS NOT NULL AND ids IN ({keys})",
+                [f"[{key}]" for key in keys])}
+            if legacy:
+                query = f"SELECT DISTINCT id_value FROM {LEGACY} WHERE id_value IN ({{keys}})"
                 known |= {r[0] for r in cur.execute_in(query, keys)}
             for index, key in enumerate(keys):
                 if key not in known:

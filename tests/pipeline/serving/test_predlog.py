@@ -460,7 +460,7 @@ def test_one_table_row_per_request_round_trips_rows_ids_and_labels(log_url) -> N
     assert _tables(log_url, "SELECT COUNT(*) FROM requests") == [(4,)]
     assert sorted(_tables(log_url, "SELECT id_value, request_id, row_index FROM request_ids")) == sorted([
         ('"B-0"', "r2", 0), ('"B-1"', "r2", 1), ('"B-2"', "r2", 2), ('"B-4"', "r2", 4),
-        ("7", "r1", 0), ('"U-1"', "r3", 0), ('"U-2"', "r3", 1)])
+        ('"U-1"', "r3", 0), ('"U-2"', "r3", 1)])  # r1, one row: found by its `requests.ids`
     logged = list(export_rows(log_url))
     assert [(r["request_id"], r["row"]) for r in logged] == [
         *[("r0", i) for i in range(4)], ("r1", 0), *[("r2", i) for i in range(5)], *[("r3", i) for i in range(3)]]
@@ -579,9 +579,11 @@ def test_a_log_of_the_old_layout_is_read_labelled_and_pruned_beside_new_rows(log
     assert PredictionLog(log_url, retention_days=1).prune(now) == 3  # L0's row and N0's two
     assert [(r["request_id"], r["row"]) for r in export_rows(log_url)] == [
         ("N1", 0), ("L1", 0), ("L1", 1), ("N2", 0), ("N2", 1), ("N2", 2)]
-    assert _tables(log_url, "SELECT id_value, request_id FROM request_ids") == [('"A"', "N1")]
-    with pytest.raises(FeedbackError):
-        log.feedback(["male"], ids=["Z"], wait=0)  # pruned with its row
+    assert _tables(log_url, "SELECT COUNT(*) FROM request_ids") == [(0,)]  # N0's, pruned; N1 has one row
+    for pruned in ("Z", "Y"):
+        with pytest.raises(FeedbackError):
+            log.feedback(["male"], ids=[pruned], wait=0)
+    assert log.feedback(["female"], ids=["A"], wait=0) == 1
 
 
 def test_labels_by_id_for_more_ids_than_one_query_takes(tmp_path) -> None:
