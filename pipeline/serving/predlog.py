@@ -18,8 +18,8 @@ labels given by id) are in the request's row, and /feedback finds them by `reque
 per batch row that carries one, indexed on the id) or, for a request of one row, by a partial
 index on `requests.ids` (a second table row cost single-row requests 15% more of the writer's
 CPU). A contract without an id column pays nothing for them. Labels keep one row each, by
-request and row or by id. `export_rows` expands requests back into rows and joins labels a chunk of requests at a
-time.
+request and row or by id. `export_rows` expands requests back into rows and joins labels a chunk
+of requests at a time.
 
 The layout before (`predictions`, one row per predicted row) is still read, labelled and pruned,
 never written: a log from before the change ages out within one retention period, after which
@@ -420,9 +420,9 @@ class PredictionLog:
                 self._queued -= len(batch)
 
     def _request(self, orjson: Any, record: Record, ids: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-        """The `requests` row of one record; appends its `request_ids` rows (none for one row) to `ids`. An id is
-        written by `id_key`, as the /feedback lookup spells it; the rest is read back only by
-        json.loads (orjson: faster), one JSON text per column."""
+        """The `requests` row of one record; appends its `request_ids` rows (none for a single row)
+        to `ids`. An id is written by `id_key`, as the /feedback lookup spells it; the rest is read
+        back only by json.loads (orjson: faster), one JSON text per column."""
         rows, id_column, request_id = record.rows, self.id_column, record.request_id
         keys = None
         if id_column is not None:
@@ -525,7 +525,7 @@ class PredictionLog:
                 if count != len(labels):
                     return FeedbackError(["labels"], f"request {request_id} had {count} row(s); got {len(labels)} label(s)")
                 return None
-            keys = [encode(i) for i in ids or []]
+            keys = [id_key(i) for i in ids or []]
             known = {r[0] for r in cur.execute_in("SELECT DISTINCT id_value FROM request_ids WHERE id_value IN ({keys})", keys)}
             known |= {r[0][1:-1] for r in cur.execute_in(  # '["A"]' -> '"A"'
                 "SELECT DISTINCT ids FROM requests WHERE row_count = 1 AND ids IS NOT NULL AND ids IN ({keys})",
@@ -563,12 +563,13 @@ def export_rows(url: str, since: float | None = None, until: float | None = None
         conn.close()
 
 
-def _export_requests(store: Store, conn: Any, labels: _Cursor, window: tuple[float, float]) -> Iterator[dict[str, Any]]:
-    """The rows of the `requests` table, EXPORT_REQUESTS requests at a time with their labels."""
+def _export_requests(store: Store, conn: Any, other: _Cursor, window: tuple[float, float]) -> Iterator[dict[str, Any]]:
+    """The rows of the `requests` table, EXPORT_REQUESTS requests at a time with their labels
+    (read through `other`, while this cursor is still being read)."""
     cur = conn.cursor()
     cur.execute(store.sql(EXPORT_NEW), window)
     while chunk := cur.fetchmany(EXPORT_REQUESTS):
-        by_row, by_id = _labels(labels, chunk)
+        by_row, by_id = _labels(other, chunk)
         for rid, ts, version, digest, count, ids, features, predictions, scores in chunk:
             idents = [None] * count if ids is None else json.loads(ids)
             score_list = [None] * count if scores is None else json.loads(scores)
@@ -584,18 +585,16 @@ def _export_requests(store: Store, conn: Any, labels: _Cursor, window: tuple[flo
 
 
 def _labels(cur: _Cursor, chunk: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, int], str], dict[str, str]]:
-    """The latest label text per (request id, row) and per id for a chunk of `requests` rows."""
-    request_ids = [row[0] for row in chunk]
-    keys = sorted({id_key(ident) for row in chunk if row[5] is not None for ident in json.loads(row[5]) if ident is not None})
+    """The latest label text per (request id, row) and per id for a chunk of EXPORT_NEW rows."""
+    request_ids = [rid for rid, *_ in chunk]
+    all_ids = [json.loads(ids) for _, _, _, _, _, ids, *_ in chunk if ids is not None]
+    keys = sorted({id_key(ident) for idents in all_ids for ident in idents if ident is not None})
+    by_ts = operator.itemgetter(-1)  # the latest label wins
     by_row = {(rid, index): label for rid, index, label, _ in sorted(cur.execute_in(
-        "SELECT request_id, row_index, label, ts FROM labels WHERE request_id IN ({keys})", request_ids), key=_by_ts)}
+        "SELECT request_id, row_index, label, ts FROM labels WHERE request_id IN ({keys})", request_ids), key=by_ts)}
     by_id = {key: label for key, label, _ in sorted(cur.execute_in(
-        "SELECT id_value, label, ts FROM labels WHERE request_id IS NULL AND id_value IN ({keys})", keys), key=_by_ts)}
+        "SELECT id_value, label, ts FROM labels WHERE request_id IS NULL AND id_value IN ({keys})", keys), key=by_ts)}
     return by_row, by_id
-
-
-def _by_ts(row: tuple[Any, ...]) -> Any:
-    return row[-1]
 
 
 def _export_legacy(store: Store, conn: Any, window: tuple[float, float]) -> Iterator[dict[str, Any]]:
