@@ -10,19 +10,38 @@ processes of one server share, `postgresql://...` for several replicas, or `off`
 than the retention are pruned by the writer now and then. The monitor reads it back with
 `export_rows` (plain dicts, no pandas: the image has none).
 
+One table row per request, not per predicted row (`requests`): a 1000-row batch is one insert
+and one JSON text per column (features, predictions, scores, probabilities), where one insert and
+three JSON texts per row into a table with three indexes cost the writer 4.3 ms of CPU per 1000
+rows, more than the rest of the request. The rows' ids (the join key of /feedback by `ids` and of
+labels given by id) are in the request's row, and /feedback finds them by `request_ids` (one row
+per batch row that carries one, indexed on the id) or, for a request of one row, by a partial
+index on `requests.ids` (a second table row cost single-row requests 15% more of the writer's
+CPU). A contract without an id column pays nothing for them. Labels keep one row each, by
+request and row or by id. `export_rows` expands requests back into rows and joins labels a chunk
+of requests at a time.
+
+The layout before (`predictions`, one row per predicted row) is still read, labelled and pruned,
+never written: a log from before the change ages out within one retention period, after which
+the LEGACY code can go.
+
 Imports no other pipeline module and nothing beyond the standard library (psycopg for PostgreSQL;
-the writer encodes rows with orjson, of the serve extra: json.dumps cost 7 ms per 1000 rows).
+the writer encodes with orjson, of the serve extra: json.dumps cost 7 ms per 1000 rows).
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
+import operator
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from itertools import repeat
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,26 +57,43 @@ SQLITE_BUSY_MS = 5000
 PG_CONNECT_TIMEOUT = 3
 SCHEMA_LOCK = 4_127_010  # PostgreSQL advisory lock key taken while creating the tables
 ALL_TIME = 1e12  # seconds: beyond any timestamp either way, portable where infinity is not
+EXPORT_REQUESTS = 200  # requests read, expanded and joined with their labels at a time
+# From this many rows on a request's features are stored by column: below, copying each row's dict
+# costs less than setting that up.
+COLUMNAR_ROWS = 3
+IN_KEYS = 500  # values per `IN (...)` list: sqlite builds before 3.32 allow 999 parameters
 
 SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS predictions (
-        request_id TEXT NOT NULL, row_index INTEGER NOT NULL, ts DOUBLE PRECISION NOT NULL,
-        model_version TEXT, model_digest TEXT, id_value TEXT, features TEXT NOT NULL,
-        prediction TEXT NOT NULL, score DOUBLE PRECISION, probabilities TEXT,
-        PRIMARY KEY (request_id, row_index))""",
-    "CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts)",
-    "CREATE INDEX IF NOT EXISTS predictions_id ON predictions (id_value)",
+    # One row per /predict request. features: {"columns": [...], "values": [[...] per row]} (or a
+    # list of one object per row when the rows' columns differ), id column left out; ids: the
+    # rows' ids as `encode` spells them, in one JSON array (NULL when no row has one); predictions,
+    # scores, probabilities: one JSON array each, NULL when absent.
+    """CREATE TABLE IF NOT EXISTS requests (
+        request_id TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, model_version TEXT, model_digest TEXT,
+        row_count INTEGER NOT NULL, ids TEXT, features TEXT NOT NULL, predictions TEXT NOT NULL,
+        scores TEXT, probabilities TEXT)""",
+    "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
+    # Finding rows by id (/feedback by ids): the rows of batches that carry one, and single-row
+    # requests by their `ids` ('["<id>"]'). Nothing for a contract without an id column.
+    "CREATE TABLE IF NOT EXISTS request_ids (id_value TEXT NOT NULL, request_id TEXT NOT NULL, row_index INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS request_ids_id ON request_ids (id_value)",
+    "CREATE INDEX IF NOT EXISTS requests_one_id ON requests (ids) WHERE row_count = 1 AND ids IS NOT NULL",
     # Ground truth: by request and row (request_id set), or by the contract's id column (request_id NULL).
     """CREATE TABLE IF NOT EXISTS labels (
         request_id TEXT, row_index INTEGER, id_value TEXT, label TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS labels_request ON labels (request_id, row_index)",
     "CREATE INDEX IF NOT EXISTS labels_id ON labels (id_value)",
 )
-INSERT_PREDICTION = ("INSERT INTO predictions (request_id, row_index, ts, model_version, model_digest, id_value, features,"
-                     " prediction, score, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+INSERT_REQUEST = ("INSERT INTO requests (request_id, ts, model_version, model_digest, row_count, ids, features,"
+                  " predictions, scores, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+INSERT_ID = "INSERT INTO request_ids (id_value, request_id, row_index) VALUES (?, ?, ?)"
 INSERT_ROW_LABEL = "INSERT INTO labels (request_id, row_index, id_value, label, ts) VALUES (?, ?, NULL, ?, ?)"
 INSERT_ID_LABEL = "INSERT INTO labels (request_id, row_index, id_value, label, ts) VALUES (NULL, NULL, ?, ?, ?)"
-EXPORT = """SELECT p.request_id, p.row_index, p.ts, p.model_version, p.model_digest, p.id_value, p.features,
+EXPORT_NEW = """SELECT request_id, ts, model_version, model_digest, row_count, ids, features, predictions, scores
+FROM requests WHERE ts >= ? AND ts < ? ORDER BY ts, request_id"""
+# LEGACY: the layout before one row per request; read, labelled and pruned, never written.
+LEGACY = "predictions"
+EXPORT_LEGACY = """SELECT p.request_id, p.row_index, p.ts, p.model_version, p.model_digest, p.id_value, p.features,
        p.prediction, p.score, COALESCE(
          (SELECT l.label FROM labels l WHERE l.request_id = p.request_id AND l.row_index = p.row_index
           ORDER BY l.ts DESC LIMIT 1),
@@ -88,6 +124,35 @@ def _fast_json(orjson: Any, value: Any) -> str:
         return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     except orjson.JSONEncodeError:
         return encode(value)
+
+
+def id_key(value: Any) -> str:
+    """The text an id is stored and looked up by: `encode`'s, for a string by json's own C
+    function (`encode` costs 0.55 us an id: 1000-row batches carry 1000 of them)."""
+    return encode_basestring_ascii(value) if type(value) is str else encode(value)
+
+
+def _features(rows: list[dict[str, Any]], id_column: str | None) -> Any:
+    """The rows minus the id column as one JSON-ready value: {"columns", "values"} when there are
+    a few rows and each has the first row's columns (as the API's validated rows do: a third of
+    the cost of copying each dict without its id), else one dict per row."""
+    if len(rows) >= COLUMNAR_ROWS:
+        first = rows[0]
+        columns = [name for name in first if name != id_column]
+        if len(columns) > 1 and set(map(len, rows)) == {len(first)} and (
+                id_column not in first or all(map(operator.contains, rows, repeat(id_column)))):
+            try:
+                return {"columns": columns, "values": list(map(operator.itemgetter(*columns), rows))}
+            except KeyError:  # a row with another column in place of one of the first's
+                pass
+    return [{k: v for k, v in row.items() if k != id_column} for row in rows]
+
+
+def _rows_of(features: Any) -> list[dict[str, Any]]:
+    """The inverse of `_features` (after json.loads)."""
+    if isinstance(features, dict):
+        return [dict(zip(features["columns"], values, strict=True)) for values in features["values"]]
+    return list(features)
 
 
 def _plain(value: Any) -> Any:
@@ -148,6 +213,13 @@ class Store:
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
 
+    def tables(self, cur: _Cursor) -> set[str]:
+        """The log's tables: a log begun before one row per request still holds the LEGACY table,
+        and one no writer of today has opened yet lacks the new ones."""
+        query = ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()" if self.postgres
+                 else "SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in cur.execute(query)}
+
     def transaction(self, conn: Any) -> _Transaction:
         return _Transaction(self, conn)
 
@@ -180,6 +252,15 @@ class _Cursor:
     def executemany(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
         if rows:
             self.cursor.executemany(self.store.sql(statement), rows)
+
+    def execute_in(self, statement: str, keys: Sequence[Any], *params: Any) -> list[tuple[Any, ...]]:
+        """`statement` with `{keys}` standing for `?, ?, ...`, run for IN_KEYS keys at a time; the
+        rows of all runs. `params` come after the keys."""
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(keys), IN_KEYS):
+            part = list(keys[start:start + IN_KEYS])
+            rows += self.execute(statement.format(keys=", ".join("?" * len(part))), [*part, *params])
+        return rows
 
 
 # --- the write side -----------------------------------------------------------------------------
@@ -318,14 +399,19 @@ class PredictionLog:
         return False
 
     def _write(self, batch: list[Record]) -> None:
-        rows: list[tuple[Any, ...]] = []
         try:
-            rows = [row for record in batch for row in self._rows(record)]
+            import orjson
+
+            requests: list[tuple[Any, ...]] = []
+            ids: list[tuple[Any, ...]] = []
+            for record in batch:
+                requests.append(self._request(orjson, record, ids))
             if self._conn is None:
                 self._conn = self.store.connect()
             with self.store.transaction(self._conn) as cur:
-                cur.executemany(INSERT_PREDICTION, rows)
-            self.on_written(len(rows))
+                cur.executemany(INSERT_REQUEST, requests)
+                cur.executemany(INSERT_ID, ids)
+            self.on_written(sum(len(record.rows) for record in batch))
         except Exception:
             self.on_dropped("write_error", sum(len(record.rows) for record in batch))
             self._disconnect()
@@ -333,21 +419,23 @@ class PredictionLog:
             with self._lock:
                 self._queued -= len(batch)
 
-    def _rows(self, record: Record) -> Iterator[tuple[Any, ...]]:
-        """The table rows of one request. The id is the join key of /feedback, so it is written by
-        `encode` as the lookup spells it; the rest is read back only by json.loads (orjson: faster)."""
-        import orjson
-
-        scores = record.scores.tolist() if hasattr(record.scores, "tolist") else record.scores
-        probabilities, id_column = record.probabilities, self.id_column
-        for index, row in enumerate(record.rows):
-            ident = row.get(id_column) if id_column else None
-            features = row if id_column not in row else {k: v for k, v in row.items() if k != id_column}
-            yield (record.request_id, index, record.ts, self.model_version, self.model_digest,
-                   None if ident is None else encode(ident), _fast_json(orjson, features),
-                   _fast_json(orjson, record.predictions[index]),
-                   None if scores is None else float(scores[index]),
-                   None if probabilities is None else _fast_json(orjson, probabilities[index]))
+    def _request(self, orjson: Any, record: Record, ids: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+        """The `requests` row of one record; appends its `request_ids` rows (none for a single row)
+        to `ids`. An id is written by `id_key`, as the /feedback lookup spells it; the rest is read
+        back only by json.loads (orjson: faster), one JSON text per column."""
+        rows, id_column, request_id = record.rows, self.id_column, record.request_id
+        keys = None
+        if id_column is not None:
+            idents = [row.get(id_column) for row in rows]
+            if idents.count(None) < len(idents):
+                keys = ["null" if ident is None else id_key(ident) for ident in idents]
+                if len(rows) > 1:
+                    ids += [(key, request_id, index) for index, key in enumerate(keys) if key != "null"]
+        return (request_id, record.ts, self.model_version, self.model_digest, len(rows),
+                None if keys is None else f"[{','.join(keys)}]", _fast_json(orjson, _features(rows, id_column)),
+                _fast_json(orjson, record.predictions),
+                None if record.scores is None else _fast_json(orjson, record.scores),
+                None if record.probabilities is None else _fast_json(orjson, record.probabilities))
 
     def _maybe_prune(self) -> None:
         now = time.time()
@@ -360,7 +448,8 @@ class PredictionLog:
             self._disconnect()
 
     def prune(self, now: float | None = None) -> int:
-        """Delete predictions and labels older than the retention; returns the predictions deleted."""
+        """Delete requests (their ids included) and labels older than the retention, in both layouts;
+        returns the predicted rows deleted."""
         if self.retention_days is None:
             return 0
         cutoff = (now or time.time()) - self.retention_days * 86400
@@ -369,10 +458,17 @@ class PredictionLog:
         conn = conn or self.store.connect()
         try:
             with self.store.transaction(conn) as cur:
-                before = cur.execute("SELECT COUNT(*) FROM predictions WHERE ts < ?", (cutoff,))[0][0]
-                cur.execute("DELETE FROM predictions WHERE ts < ?", (cutoff,))
+                old = cur.execute("SELECT request_id, row_count, ids FROM requests WHERE ts < ?", (cutoff,))
+                cur.executemany("DELETE FROM request_ids WHERE id_value = ? AND request_id = ?",
+                                [(id_key(ident), request_id) for request_id, count, ids in old if ids is not None and count > 1
+                                 for ident in json.loads(ids) if ident is not None])
+                cur.execute("DELETE FROM requests WHERE ts < ?", (cutoff,))
+                deleted = sum(count for _, count, _ in old)
+                if LEGACY in self.store.tables(cur):
+                    deleted += cur.execute(f"SELECT COUNT(*) FROM {LEGACY} WHERE ts < ?", (cutoff,))[0][0]
+                    cur.execute(f"DELETE FROM {LEGACY} WHERE ts < ?", (cutoff,))
                 cur.execute("DELETE FROM labels WHERE ts < ?", (cutoff,))
-            return int(before)
+            return int(deleted)
         finally:
             if own:
                 conn.close()
@@ -418,16 +514,25 @@ class PredictionLog:
 
     def _missing(self, conn: Any, labels: list[Any], request_id: str | None, ids: list[Any] | None) -> FeedbackError | None:
         with self.store.transaction(conn) as cur:
+            legacy = LEGACY in self.store.tables(cur)
             if request_id is not None:
-                count = cur.execute("SELECT COUNT(*) FROM predictions WHERE request_id = ?", (request_id,))[0][0]
+                found = cur.execute("SELECT row_count FROM requests WHERE request_id = ?", (request_id,))
+                if not found and legacy:
+                    found = cur.execute(f"SELECT COUNT(*) FROM {LEGACY} WHERE request_id = ?", (request_id,))
+                count = found[0][0] if found else 0
                 if not count:
                     return FeedbackError(["request_id"], f"unknown request id {request_id!r} (never logged, or pruned)")
                 if count != len(labels):
                     return FeedbackError(["labels"], f"request {request_id} had {count} row(s); got {len(labels)} label(s)")
                 return None
-            keys = [encode(i) for i in ids or []]
-            known = {r[0] for r in cur.execute(
-                f"SELECT DISTINCT id_value FROM predictions WHERE id_value IN ({', '.join('?' * len(keys))})", keys)}
+            keys = [id_key(i) for i in ids or []]
+            known = {r[0] for r in cur.execute_in("SELECT DISTINCT id_value FROM request_ids WHERE id_value IN ({keys})", keys)}
+            known |= {r[0][1:-1] for r in cur.execute_in(  # '["A"]' -> '"A"'
+                "SELECT DISTINCT ids FROM requests WHERE row_count = 1 AND ids IS NOT NULL AND ids IN ({keys})",
+                [f"[{key}]" for key in keys])}
+            if legacy:
+                query = f"SELECT DISTINCT id_value FROM {LEGACY} WHERE id_value IN ({{keys}})"
+                known |= {r[0] for r in cur.execute_in(query, keys)}
             for index, key in enumerate(keys):
                 if key not in known:
                     return FeedbackError(["ids", index], f"unknown id {json.loads(key)!r} (no logged prediction has it)")
@@ -441,18 +546,64 @@ def export_rows(url: str, since: float | None = None, until: float | None = None
 
     Yields {"request_id", "row", "ts", "model_version", "model_digest", "id", "features",
     "prediction", "score", "label"}: `id`, `score` and `label` are None when absent; `label` is the
-    ground truth given for that request's row, else the one given for its id. `url`: a sqlite
-    path (or sqlite:///path), which must exist, or a postgresql:// URL."""
+    ground truth given for that request's row, else the one given for its id. Rows come in the
+    order of ts, request id, row, from both layouts. `url`: a sqlite path (or sqlite:///path),
+    which must exist, or a postgresql:// URL."""
     store = Store(url)
     conn = store.connect_reader()
     try:
-        cur = conn.cursor()
-        cur.execute(store.sql(EXPORT), (-ALL_TIME if since is None else since, ALL_TIME if until is None else until))
-        while chunk := cur.fetchmany(1000):
-            for rid, row, ts, version, digest, ident, features, prediction, score, label in chunk:
-                yield {"request_id": rid, "row": row, "ts": ts, "model_version": version, "model_digest": digest,
-                       "id": None if ident is None else json.loads(ident), "features": json.loads(features),
-                       "prediction": json.loads(prediction), "score": score,
-                       "label": None if label is None else json.loads(label)}
+        window = (-ALL_TIME if since is None else since, ALL_TIME if until is None else until)
+        cur = _Cursor(store, conn.cursor())
+        tables = store.tables(cur)
+        layouts = [_export_requests(store, conn, cur, window)] if "requests" in tables else []
+        if LEGACY in tables:
+            layouts.append(_export_legacy(store, conn, window))
+        yield from heapq.merge(*layouts, key=lambda row: (row["ts"], row["request_id"], row["row"]))
     finally:
         conn.close()
+
+
+def _export_requests(store: Store, conn: Any, other: _Cursor, window: tuple[float, float]) -> Iterator[dict[str, Any]]:
+    """The rows of the `requests` table, EXPORT_REQUESTS requests at a time with their labels
+    (read through `other`, while this cursor is still being read)."""
+    cur = conn.cursor()
+    cur.execute(store.sql(EXPORT_NEW), window)
+    while chunk := cur.fetchmany(EXPORT_REQUESTS):
+        by_row, by_id = _labels(other, chunk)
+        for rid, ts, version, digest, count, ids, features, predictions, scores in chunk:
+            idents = [None] * count if ids is None else json.loads(ids)
+            score_list = [None] * count if scores is None else json.loads(scores)
+            for index, (ident, row, prediction, score) in enumerate(zip(
+                    idents, _rows_of(json.loads(features)), json.loads(predictions), score_list, strict=True)):
+                label = by_row.get((rid, index))
+                if label is None and ident is not None:
+                    label = by_id.get(id_key(ident))
+                yield {"request_id": rid, "row": index, "ts": ts, "model_version": version, "model_digest": digest,
+                       "id": ident, "features": row, "prediction": prediction,
+                       "score": None if score is None else float(score),
+                       "label": None if label is None else json.loads(label)}
+
+
+def _labels(cur: _Cursor, chunk: list[tuple[Any, ...]]) -> tuple[dict[tuple[str, int], str], dict[str, str]]:
+    """The latest label text per (request id, row) and per id for a chunk of EXPORT_NEW rows."""
+    request_ids = [rid for rid, *_ in chunk]
+    all_ids = [json.loads(ids) for _, _, _, _, _, ids, *_ in chunk if ids is not None]
+    keys = sorted({id_key(ident) for idents in all_ids for ident in idents if ident is not None})
+    by_ts = operator.itemgetter(-1)  # the latest label wins
+    by_row = {(rid, index): label for rid, index, label, _ in sorted(cur.execute_in(
+        "SELECT request_id, row_index, label, ts FROM labels WHERE request_id IN ({keys})", request_ids), key=by_ts)}
+    by_id = {key: label for key, label, _ in sorted(cur.execute_in(
+        "SELECT id_value, label, ts FROM labels WHERE request_id IS NULL AND id_value IN ({keys})", keys), key=by_ts)}
+    return by_row, by_id
+
+
+def _export_legacy(store: Store, conn: Any, window: tuple[float, float]) -> Iterator[dict[str, Any]]:
+    """LEGACY: the rows of the `predictions` table (one per predicted row), labels joined in SQL."""
+    cur = conn.cursor()
+    cur.execute(store.sql(EXPORT_LEGACY), window)
+    while chunk := cur.fetchmany(1000):
+        for rid, row, ts, version, digest, ident, features, prediction, score, label in chunk:
+            yield {"request_id": rid, "row": row, "ts": ts, "model_version": version, "model_digest": digest,
+                   "id": None if ident is None else json.loads(ident), "features": json.loads(features),
+                   "prediction": json.loads(prediction), "score": score,
+                   "label": None if label is None else json.loads(label)}

@@ -392,9 +392,215 @@ def test_a_value_orjson_refuses_is_logged_and_costs_no_other_row(tmp_path) -> No
     log.start()
     log.record(_record("before", time.time()))
     log.record(Record("huge", time.time(), [{**GOOD_ROW, "year": 2**70}], ["male"], [0.9], [[0.1, 0.9]]))
+    log.record(Record("huge-batch", time.time(), [{**GOOD_ROW, "year": 2**70}] * 3, ["male"] * 3, [0.9] * 3, [[0.1, 0.9]] * 3))
     log.record(_record("after", time.time()))
     assert log.flush(10)
     log.close()
-    logged = {r["request_id"]: r for r in export_rows(url)}
-    assert dropped == [] and set(logged) == {"before", "huge", "after"}
-    assert logged["huge"]["features"]["year"] == 2**70
+    logged = {r["request_id"]: r for r in export_rows(url) if r["row"] == 0}
+    assert dropped == [] and set(logged) == {"before", "huge", "huge-batch", "after"}
+    assert logged["huge"]["features"]["year"] == logged["huge-batch"]["features"]["year"] == 2**70
+
+
+# --- the layout: one table row per request, and the old one (a row per predicted row) still read ---
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.engine)])
+def log_url(request, tmp_path):
+    """A log in a sqlite file, or in a real PostgreSQL (engine test)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "log.db")
+        return
+    from tests.engines import EngineUnavailable, start_postgres
+
+    try:
+        url, stop = start_postgres()
+    except EngineUnavailable as exc:
+        need_engine(False, str(exc))
+        return
+    yield url
+    stop()
+
+
+def _tables(url: str, query: str) -> list[tuple]:
+    from pipeline.serving.predlog import Store
+
+    store = Store(url)
+    conn = store.connect()
+    try:
+        with store.transaction(conn) as cur:
+            return cur.execute(query)
+    finally:
+        conn.close()
+
+
+def test_one_table_row_per_request_round_trips_rows_ids_and_labels(log_url) -> None:
+    """A batch is one `requests` row (its features stored by column), ids go to `request_ids`
+    only for the rows that carry one; export gives back every row as it was recorded, in ts
+    order, with the label of its request's row, else the one given for its id."""
+    import numpy as np
+
+    batch = [{**GOOD_ROW, "sample_id": f"B-{i}", "body_mass_g": 4000.0 + i, "year": 2009} for i in range(5)]
+    batch[3]["sample_id"] = None  # a row without an id among rows with one
+    uneven = [{**GOOD_ROW, "sample_id": "U-1"}, {"species": "Adelie", "sample_id": "U-2"}, {**GOOD_ROW, "year": 2010}]
+    scores = np.array([0.5, 0.25, 0.75, 0.125, 1.0], dtype=np.float32)
+    probabilities = np.stack([1 - scores, scores], axis=1)
+    now = time.time()
+    log = PredictionLog(log_url, model_version="3", model_digest="sha256:ab", id_column="sample_id", retention_days=None)
+    log.start()
+    try:
+        log.record(Record("r2", now, batch, ["male", "female", "male", "male", "female"], scores, probabilities))
+        log.record(Record("r1", now - 1, [{**GOOD_ROW, "sample_id": 7}], [41.5], None, None))  # an int id, no scores
+        log.record(Record("r3", now + 1, uneven, ["male", "female", "male"], [0.9, 0.2, 0.8], None))
+        log.record(Record("r0", now - 2, [GOOD_ROW] * 4, ["male"] * 4, None, None))  # no ids at all
+        assert log.flush()
+        assert log.feedback(["female"], ids=["B-0"]) == 1  # the request's own label below wins over it
+        assert log.feedback(["female", "male", "male", "female", "male"], request_id="r2") == 5
+        assert log.feedback(["male", "female"], ids=["U-2", 7]) == 2
+    finally:
+        log.close()
+    assert _tables(log_url, "SELECT COUNT(*) FROM requests") == [(4,)]
+    assert sorted(_tables(log_url, "SELECT id_value, request_id, row_index FROM request_ids")) == sorted([
+        ('"B-0"', "r2", 0), ('"B-1"', "r2", 1), ('"B-2"', "r2", 2), ('"B-4"', "r2", 4),
+        ('"U-1"', "r3", 0), ('"U-2"', "r3", 1)])  # r1, one row: found by its `requests.ids`
+    logged = list(export_rows(log_url))
+    assert [(r["request_id"], r["row"]) for r in logged] == [
+        *[("r0", i) for i in range(4)], ("r1", 0), *[("r2", i) for i in range(5)], *[("r3", i) for i in range(3)]]
+    by_key = {(r["request_id"], r["row"]): r for r in logged}
+    def without_id(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in row.items() if k != "sample_id"} for row in rows]
+
+    assert [by_key["r2", i]["features"] for i in range(5)] == without_id(batch)
+    assert [by_key["r3", i]["features"] for i in range(3)] == without_id(uneven)
+    assert [by_key["r2", i]["id"] for i in range(5)] == ["B-0", "B-1", "B-2", None, "B-4"]
+    assert [by_key["r2", i]["score"] for i in range(5)] == [0.5, 0.25, 0.75, 0.125, 1.0]
+    assert [by_key["r2", i]["label"] for i in range(5)] == ["female", "male", "male", "female", "male"]
+    assert [by_key["r3", i]["label"] for i in range(3)] == [None, "male", None]
+    assert [by_key["r3", i]["score"] for i in range(3)] == [0.9, 0.2, 0.8]
+    one = by_key["r1", 0]
+    assert (one["id"], one["prediction"], one["score"], one["label"]) == (7, 41.5, None, "female")
+    assert (one["ts"], one["model_version"], one["model_digest"]) == (now - 1, "3", "sha256:ab")
+    assert {r["id"] for r in logged if r["request_id"] == "r0"} == {None}
+    assert [r["request_id"] for r in export_rows(log_url, since=now - 1, until=now)] == ["r1"]
+
+
+def test_a_contract_without_an_id_column_writes_no_id_rows(tmp_path) -> None:
+    url = str(tmp_path / "log.db")
+    log = PredictionLog(url)  # no id column: a `sample_id` key is a feature like any other
+    log.start()
+    log.record(_record("r1", time.time(), rows=3, ident="X"))
+    log.close()
+    assert _tables(url, "SELECT COUNT(*), MAX(ids) FROM requests") == [(1, None)]
+    assert _tables(url, "SELECT COUNT(*) FROM request_ids") == [(0,)]
+    assert [r["features"]["sample_id"] for r in export_rows(url)] == ["X"] * 3
+
+
+# The layout main wrote before one row per request, as it wrote it.
+LEGACY_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS predictions (
+        request_id TEXT NOT NULL, row_index INTEGER NOT NULL, ts DOUBLE PRECISION NOT NULL,
+        model_version TEXT, model_digest TEXT, id_value TEXT, features TEXT NOT NULL,
+        prediction TEXT NOT NULL, score DOUBLE PRECISION, probabilities TEXT,
+        PRIMARY KEY (request_id, row_index))""",
+    "CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts)",
+    "CREATE INDEX IF NOT EXISTS predictions_id ON predictions (id_value)",
+    """CREATE TABLE IF NOT EXISTS labels (
+        request_id TEXT, row_index INTEGER, id_value TEXT, label TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS labels_request ON labels (request_id, row_index)",
+    "CREATE INDEX IF NOT EXISTS labels_id ON labels (id_value)",
+)
+LEGACY_INSERT = ("INSERT INTO predictions (request_id, row_index, ts, model_version, model_digest, id_value, features,"
+                 " prediction, score, probabilities) VALUES (?, ?, ?, 'old', 'sha256:old', ?, ?, ?, ?, NULL)")
+
+
+def _legacy_log(url: str, rows: list[tuple]) -> None:
+    """A log only the old code has written: (request_id, row, ts, id or None, features, prediction, score)."""
+    import json
+    import sqlite3
+
+    from pipeline.serving.predlog import Store
+
+    store = Store(url)
+    if store.postgres:
+        import psycopg
+
+        conn = psycopg.connect(url)
+    else:
+        conn = sqlite3.connect(store.path)
+    try:
+        with store.transaction(conn) as cur:
+            for statement in LEGACY_SCHEMA:
+                cur.execute(statement)
+            cur.executemany(LEGACY_INSERT, [(rid, row, ts, None if ident is None else json.dumps(ident),
+                                             json.dumps(features), json.dumps(prediction), score)
+                                            for rid, row, ts, ident, features, prediction, score in rows])
+    finally:
+        conn.close()
+
+
+def test_a_log_of_the_old_layout_is_read_labelled_and_pruned_beside_new_rows(log_url) -> None:
+    """A log the per-row layout wrote: exported as it is (no writer of today has opened it yet),
+    labelled by request id and by id, with the same errors; then new requests join it, export
+    interleaves both layouts by time, feedback by id reaches rows of both, prune clears both."""
+    now = time.time()
+    day = 86400
+    _legacy_log(log_url, [
+        ("L0", 0, now - 3 * day, "Z", {"x": 0}, "male", 0.5),
+        ("L1", 0, now - 10, "A", {"x": 1}, "male", 0.75),
+        ("L1", 1, now - 10, None, {"x": 2}, "female", 0.25),
+    ])
+    assert [(r["request_id"], r["row"], r["id"], r["features"], r["label"]) for r in export_rows(log_url)] == [
+        ("L0", 0, "Z", {"x": 0}, None), ("L1", 0, "A", {"x": 1}, None), ("L1", 1, None, {"x": 2}, None)]
+
+    log = PredictionLog(log_url, id_column="sample_id", retention_days=None)  # the writer prunes nothing by itself
+    assert log.feedback(["female", "male"], request_id="L1", wait=0) == 2
+    for feedback, loc in [({"request_id": "L1", "labels": ["male"]}, ["labels"]),
+                          ({"request_id": "nope", "labels": ["male"]}, ["request_id"]),
+                          ({"ids": ["A", "nobody"], "labels": ["male", "male"]}, ["ids", 1])]:
+        with pytest.raises(FeedbackError) as caught:
+            log.feedback(wait=0, **feedback)
+        assert caught.value.loc == loc, feedback
+    log.start()
+    try:
+        log.record(_record("N0", now - 2 * day, rows=2, ident="Y"))
+        log.record(_record("N1", now - 20, rows=1, ident="A"))
+        log.record(_record("N2", now - 5, rows=3, ident=None))
+        assert log.flush()
+        assert log.feedback(["male"], ids=["A"]) == 1  # the legacy row A keeps its request's label
+        assert log.feedback(["female"], ids=["Z"]) == 1  # a legacy id
+        assert log.feedback(["male", "female"], request_id="N0") == 2
+    finally:
+        log.close()
+    logged = list(export_rows(log_url))
+    assert [(r["request_id"], r["row"], r["id"], r["label"]) for r in logged] == [
+        ("L0", 0, "Z", "female"), ("N0", 0, "Y", "male"), ("N0", 1, "Y", "female"), ("N1", 0, "A", "male"),
+        ("L1", 0, "A", "female"), ("L1", 1, None, "male"), ("N2", 0, None, None), ("N2", 1, None, None),
+        ("N2", 2, None, None)]
+    assert logged[0]["model_version"] == "old" and logged[0]["score"] == 0.5
+
+    assert PredictionLog(log_url, retention_days=1).prune(now) == 3  # L0's row and N0's two
+    assert [(r["request_id"], r["row"]) for r in export_rows(log_url)] == [
+        ("N1", 0), ("L1", 0), ("L1", 1), ("N2", 0), ("N2", 1), ("N2", 2)]
+    assert _tables(log_url, "SELECT COUNT(*) FROM request_ids") == [(0,)]  # N0's, pruned; N1 has one row
+    for pruned in ("Z", "Y"):
+        with pytest.raises(FeedbackError):
+            log.feedback(["male"], ids=[pruned], wait=0)
+    assert log.feedback(["female"], ids=["A"], wait=0) == 1
+
+
+def test_labels_by_id_for_more_ids_than_one_query_takes(tmp_path) -> None:
+    """Feedback for 1200 ids and their export: the `IN (...)` lists go in slices (sqlite builds
+    before 3.32 take 999 parameters)."""
+    from pipeline.serving import predlog
+
+    url = str(tmp_path / "log.db")
+    log = PredictionLog(url, id_column="sample_id")
+    log.start()
+    try:
+        for n in range(3):
+            log.record(Record(f"r{n}", time.time(), [{**GOOD_ROW, "sample_id": f"{n}-{i}"} for i in range(400)],
+                              ["male"] * 400, None, None))
+        assert log.flush()
+        ids = [f"{n}-{i}" for n in range(3) for i in range(400)]
+        assert log.feedback(["female"] * len(ids), ids=ids) == len(ids) > predlog.IN_KEYS * 2
+    finally:
+        log.close()
+    assert [r["label"] for r in export_rows(url)] == ["female"] * 1200
