@@ -9,12 +9,15 @@ multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the server) sums them into o
 Why the per-row figures are written in bulk: in multiprocess mode every update is a lock, a pid
 check and a write to a memory-mapped file (about 1 us); one single-row request made 13 of them for
 its inputs and predictions. They are added up in memory and written by `flush` (the app calls it
-every FLUSH_SECONDS, and `render` first), so a scrape sees them at most FLUSH_SECONDS late. Request
-counts, latency and score histograms are still written at once.
+every FLUSH_SECONDS, and `render` first), so a scrape sees them at most FLUSH_SECONDS late. So are
+the score and value histograms: counted per bucket (NumPy for a batch), since prometheus-client
+has no bulk observe and one `observe` per row cost 0.6 ms for 1000 rows. Request counts and
+latency are still written at once.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import threading
@@ -100,6 +103,25 @@ class Metrics:
         """Adds to `child` at the next flush (the caller holds `_pending_lock`)."""
         self._pending[child] = self._pending.get(child, 0.0) + amount
 
+    def _add_observations(self, histogram: Histogram, values: list[float]) -> None:
+        """`histogram.observe(v)` for each finite v, added at the next flush (the caller holds
+        `_pending_lock`). Uses the histogram's per-bucket values and sum, which `observe` itself
+        updates (as of prometheus-client 0.26; a test compares the two)."""
+        values = [v for v in values if math.isfinite(v)]
+        if not values:
+            return
+        bounds: list[float] = histogram._upper_bounds
+        buckets: list[Any] = histogram._buckets
+        if len(values) < 8:  # NumPy's set-up costs more than a few bisections
+            for value in values:  # observe's rule: the first bucket whose bound is >= the value
+                self._add(buckets[bisect.bisect_left(bounds, value)])
+        else:
+            counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+            for bucket, count in zip(buckets, counts.tolist(), strict=False):
+                if count:
+                    self._add(bucket, count)
+        self._add(histogram._sum, math.fsum(values))
+
     def flush(self) -> None:
         """Writes what the observe_ methods added up since the last flush."""
         with self._pending_lock:
@@ -176,22 +198,15 @@ class Metrics:
         classification (`scores` given), predicted values for regression."""
         with self._pending_lock:
             self._add(self.rows, len(labels))
-            if scores is not None:
-                if len(labels) == 1:
-                    self._add(self._prediction(labels[0]))
-                else:
-                    for label, count in Counter_(map(str, labels)).items():
-                        self._add(self._prediction(label), count)
-        if scores is None:
-            for value in labels:
-                number = float(value)  # type: ignore[arg-type]
-                if math.isfinite(number):
-                    self.values.observe(number)
-        elif len(labels) == 1:
-            self.scores.observe(float(scores[0]))
-        else:
-            for score in np.asarray(scores, dtype=float).tolist():
-                self.scores.observe(score)
+            if scores is None:
+                self._add_observations(self.values, [float(value) for value in labels])  # type: ignore[arg-type]
+                return
+            if len(labels) == 1:
+                self._add(self._prediction(labels[0]))
+            else:
+                for label, count in Counter_(map(str, labels)).items():
+                    self._add(self._prediction(label), count)
+            self._add_observations(self.scores, np.asarray(scores, dtype=float).tolist())
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text: this process's registry, or all workers' in multiprocess mode."""

@@ -1,14 +1,24 @@
-"""Pydantic request/response models built from the contract.
+"""Pydantic request/response models built from the contract, and the fast /predict decoder.
 
 Why strict types: a number sent as a string, a bool for a float or an unknown field must be a
 422 naming the field, never a silent coercion the model was not trained on. NaN, Infinity and
 numbers beyond the contract's range are rejected the same way.
+
+Why a second decoder: pydantic validates a 1000-row body in about 1.1 ms, msgspec in 0.4 ms
+(rows as dicts included), and the model itself takes about 2 ms. `fast_rows_decoder` builds the
+same rules in msgspec for the common case; whatever it refuses (or cannot express) goes to the
+pydantic model, which alone writes the 4xx answers. So the fast decoder may refuse more than
+pydantic, never accept more, and what it accepts it returns exactly as pydantic would (a
+property test holds it to that).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
+import msgspec
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model
 
 from pipeline.serving.contract import Contract, FieldSpec
@@ -80,6 +90,48 @@ def feedback_model(contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> type
         labels=(list[label], Field(..., description=f"the true `{contract.target}` per row, in order", min_length=1,
                                    max_length=max_rows)),
     )
+
+
+def _fast_type(spec: FieldSpec) -> Any:
+    """The msgspec type of one field, or None when msgspec cannot say exactly what pydantic does."""
+    if spec.type == "float":
+        bounds: dict[str, Any] = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
+        return Annotated[float, msgspec.Meta(**bounds)] if bounds else float
+    if spec.type == "int":  # 59.0 is refused here (pydantic turns it into 59): the slow path takes it
+        whole: dict[str, Any] = {"ge": math.ceil(spec.min)} if spec.min is not None else {}  # n >= 6.5 is n >= 7
+        whole |= {"le": math.floor(spec.max)} if spec.max is not None else {}
+        return Annotated[int, msgspec.Meta(**whole)] if whole else int
+    if spec.type == "bool":
+        return bool
+    if spec.type == "category" and spec.allowed:
+        return Literal[tuple(spec.allowed)] if all(isinstance(a, str) for a in spec.allowed) else None
+    return str
+
+
+def fast_rows_decoder(contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> Callable[[bytes], list[dict[str, Any]]] | None:
+    """A function from a /predict body to its rows (dicts, as the pydantic model gives them) that
+    raises `msgspec.MsgspecError` on anything it does not accept; None when the contract has a
+    field msgspec cannot check as pydantic does."""
+    specs = [(spec, spec.nullable) for spec in contract.fields]
+    specs += [(spec, True) for spec in [contract.id_field, *contract.extra_fields] if spec is not None]
+    fields: list[tuple[str, Any, Any]] = []
+    for index, (spec, optional) in enumerate(specs):
+        kind = _fast_type(spec)
+        if kind is None:
+            return None
+        attribute = f"f{index}"  # column names need not be identifiers: renamed to the real ones below
+        fields.append((attribute, kind | None, None) if optional else (attribute, kind, msgspec.NODEFAULT))
+    rename = {f"f{index}": spec.name for index, (spec, _) in enumerate(specs)}
+    row = msgspec.defstruct("Row", fields, forbid_unknown_fields=True, rename=rename, kw_only=True)
+    rows_type = Annotated[list[row], msgspec.Meta(min_length=1, max_length=max_rows)]  # type: ignore[valid-type]
+    body = msgspec.defstruct("PredictRequest", [("rows", rows_type)], forbid_unknown_fields=True)
+    decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(body)
+
+    def decode(raw: bytes) -> list[dict[str, Any]]:  # msgspec refuses 1e999 (out of range), as pydantic does
+        rows: list[dict[str, Any]] = msgspec.to_builtins(decoder.decode(raw).rows)
+        return rows
+
+    return decode
 
 
 class PredictResponse(BaseModel):

@@ -3,6 +3,7 @@ and regression gets a prediction histogram too."""
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.pipeline.serving.catalog import GOOD_ROW
@@ -78,3 +79,38 @@ def test_per_row_figures_reach_the_registry_without_a_scrape(app, client) -> Non
     text = generate_latest(app.state.serving.metrics.registry).decode()
     assert samples(text, "serving_rows_total") == {(): 4.0}
     assert samples(text, "serving_feature_values_total")[(("feature", "body_mass_g"),)] == 4.0
+
+
+def test_histograms_counted_in_bulk_read_as_prometheus_client_observes_them() -> None:
+    """Scores and values are counted per bucket (NumPy for batches, bisection for a few) through
+    the histogram's own bucket values: the exposition must equal one `observe` per value, bounds
+    included (a value equal to a bound belongs to it), for batches and single rows alike."""
+    import numpy as np
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from pipeline.serving.metrics import SCORE_BUCKETS, Metrics, value_buckets
+
+    scores = [0.0, 0.1, 0.2, 0.25, 0.3, 0.7, 0.9, 0.95, 1.0, 0.1000001, 0.5, 0.6, 0.4, 0.8]
+    values = [-5.0, 0.0, 10.0, 10.5, 99.9, 100.0, 150.0, 1e9, float("nan"), float("inf"), 42.0]
+    for batch in (True, False):
+        bulk = Metrics(target_range=(0.0, 100.0))
+        if batch:
+            bulk.observe_predictions(["a"] * len(scores), np.array(scores))
+            bulk.observe_predictions(values, None)
+        else:
+            for score in scores:
+                bulk.observe_predictions(["a"], np.array([score]))
+            for value in values:
+                bulk.observe_predictions([value], None)
+        text = bulk.render()[0].decode()
+        registry = CollectorRegistry()
+        score_hist = Histogram("serving_prediction_score", "", buckets=tuple(float(b) for b in SCORE_BUCKETS), registry=registry)
+        value_hist = Histogram("serving_prediction_value", "", buckets=value_buckets((0.0, 100.0)), registry=registry)
+        for score in scores:
+            score_hist.observe(score)
+        for value in values[:-3] + values[-1:]:  # the app skips NaN and infinity
+            value_hist.observe(value)
+        reference = generate_latest(registry).decode()
+        for name in ("serving_prediction_score_bucket", "serving_prediction_score_sum", "serving_prediction_score_count",
+                     "serving_prediction_value_bucket", "serving_prediction_value_sum", "serving_prediction_value_count"):
+            assert samples(text, name) == pytest.approx(samples(reference, name)), (name, batch)
