@@ -119,10 +119,14 @@ def encode(value: Any) -> str:
 def _fast_json(orjson: Any, value: Any) -> str:
     """JSON text by orjson (1.5 ms against json's 7 ms per 1000 rows; the writer imports it and
     passes it in), by `encode` for what orjson refuses (an integer beyond 64 bits, which a
-    contract without bounds lets through)."""
+    contract without bounds lets through). A NumPy view orjson refuses (not C-contiguous: the
+    positive class's column of the probabilities) goes through `tolist` to orjson, not to
+    `encode` (0.3 ms per 1000 scores)."""
     try:
         return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     except orjson.JSONEncodeError:
+        if hasattr(value, "tolist"):
+            return _fast_json(orjson, value.tolist())
         return encode(value)
 
 
