@@ -281,7 +281,7 @@ def create_app(settings: Settings, contract: Contract, predictor: predictor_mod.
         rows = _parse(state, body)
         request_id = new_request_id()
         if state.predictor is not None and state.predictor.is_fast(len(rows)):
-            # onnxruntime on a few rows: tens of microseconds, bounded; a thread hop would cost more.
+            # onnxruntime on at most INLINE_MAX_ROWS rows: bounded, and a thread hop would cost more.
             return _predict(state, rows, request_id)
         try:
             with anyio.fail_after(settings.predict_timeout):
