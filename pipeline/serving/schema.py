@@ -94,6 +94,8 @@ def feedback_model(contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> type
 
 def _fast_type(spec: FieldSpec) -> Any:
     """The msgspec type of one field, or None when msgspec cannot say exactly what pydantic does."""
+    if spec.type in ("float", "int") and not all(math.isfinite(b) for b in (spec.min, spec.max) if b is not None):
+        return None  # `max: .inf` in mlops.yaml: msgspec.Meta refuses bounds that are not finite
     if spec.type == "float":
         bounds: dict[str, Any] = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
         return Annotated[float, msgspec.Meta(**bounds)] if bounds else float

@@ -109,3 +109,22 @@ def test_what_msgspec_cannot_express_gets_no_fast_decoder() -> None:
     """A category whose allowed values are not all strings: pydantic alone decides."""
     odd = Contract("p", "regression", "y", None, [FieldSpec("k", "category", allowed=["a", 1])])  # type: ignore[list-item]
     assert fast_rows_decoder(odd) is None
+
+
+@pytest.mark.parametrize("bound", [{"max": float("inf")}, {"min": float("-inf")}, {"min": 0.0, "max": float("inf")},
+                                   {"min": float("inf")}, {"max": float("nan")}])
+def test_a_float_bound_msgspec_refuses_still_serves_as_pydantic_does(bound: dict[str, float]) -> None:
+    """mlops.yaml takes `max: .inf` (and contract.json carries it as Infinity); pydantic serves it,
+    msgspec.Meta refuses a bound that is not finite. The server must still start, and what the
+    fast decoder accepts must be what pydantic accepts."""
+    contract = Contract("p", "regression", "y", None, [FieldSpec("x", "float", **bound)])
+    slow = request_model(contract)
+    fast = fast_rows_decoder(contract)  # raised ValueError: the app could not be created
+    for value in ("1.5", "-1e300", "0", "1e300"):
+        body = '{"rows": [{"x": ' + value + "}]}"
+        try:
+            accepted = fast(body.encode()) if fast is not None else None
+        except msgspec.MsgspecError:
+            accepted = None
+        if accepted is not None:
+            assert accepted == [row.__dict__ for row in slow.model_validate_json(body).rows]  # type: ignore[attr-defined]
