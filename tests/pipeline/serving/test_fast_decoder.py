@@ -20,7 +20,7 @@ from pipeline.serving.schema import fast_rows_decoder, request_model
 CONTRACT = Contract(
     "p", "classification", "y", "yes",
     [FieldSpec("mass (g)", "float", min=-1.5, max=7000.0), FieldSpec("ratio", "float"),
-     FieldSpec("age", "int", min=1.0, max=120.0), FieldSpec("count", "int", nullable=True),
+     FieldSpec("age", "int", min=0.5, max=120.0), FieldSpec("count", "int", nullable=True),
      FieldSpec("flag", "bool", nullable=True), FieldSpec("kind", "category", allowed=["a", "b"]),
      FieldSpec("note", "string", nullable=True)],
     id_field=FieldSpec("row id", "string", nullable=True), extra_fields=[FieldSpec("year", "int", nullable=True)])
