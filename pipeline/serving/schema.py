@@ -32,12 +32,20 @@ def _whole_float(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
+def _bounds(spec: FieldSpec) -> dict[str, Any]:
+    """`ge`/`le` of a field; for an int field whole numbers (n >= 6.5 is n >= 7: pydantic refuses
+    to build an int field with a fractional bound, and mlops.yaml allows one)."""
+    low, high = spec.min, spec.max
+    # an open end written as infinity (mlops.yaml `max: .inf`) bounds nothing: every finite number passes
+    low, high = (None if low == -math.inf else low), (None if high == math.inf else high)
+    if spec.type == "int":
+        low = None if low is None else math.ceil(low)
+        high = None if high is None else math.floor(high)
+    return {k: v for k, v in (("ge", low), ("le", high)) if v is not None}
+
+
 def _field_type(spec: FieldSpec) -> Any:
-    bounds: dict[str, Any] = {}
-    if spec.min is not None:
-        bounds["ge"] = spec.min
-    if spec.max is not None:
-        bounds["le"] = spec.max
+    bounds = _bounds(spec)
     if spec.type == "float":
         # strict floats still accept JSON integers, as the training data did
         base: Any = Annotated[float, Field(strict=True, allow_inf_nan=False, **bounds)]
@@ -94,15 +102,13 @@ def feedback_model(contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> type
 
 def _fast_type(spec: FieldSpec) -> Any:
     """The msgspec type of one field, or None when msgspec cannot say exactly what pydantic does."""
-    if spec.type in ("float", "int") and not all(math.isfinite(b) for b in (spec.min, spec.max) if b is not None):
-        return None  # `max: .inf` in mlops.yaml: msgspec.Meta refuses bounds that are not finite
+    bounds = _bounds(spec)
+    if not all(math.isfinite(bound) for bound in bounds.values()):
+        return None  # msgspec.Meta refuses a bound that is not finite (a NaN, or a closed end at infinity)
     if spec.type == "float":
-        bounds: dict[str, Any] = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
         return Annotated[float, msgspec.Meta(**bounds)] if bounds else float
     if spec.type == "int":  # 59.0 is refused here (pydantic turns it into 59): the slow path takes it
-        whole: dict[str, Any] = {"ge": math.ceil(spec.min)} if spec.min is not None else {}  # n >= 6.5 is n >= 7
-        whole |= {"le": math.floor(spec.max)} if spec.max is not None else {}
-        return Annotated[int, msgspec.Meta(**whole)] if whole else int
+        return Annotated[int, msgspec.Meta(**bounds)] if bounds else int
     if spec.type == "bool":
         return bool
     if spec.type == "category" and spec.allowed:

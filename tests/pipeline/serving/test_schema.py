@@ -22,3 +22,13 @@ def test_whole_floats_are_ints() -> None:
 def test_other_values_are_refused(value: str) -> None:
     with pytest.raises(ValidationError):
         MODEL.model_validate_json(f'{{"rows": [{{"age": {value}}}]}}')
+
+
+def test_an_int_field_with_a_fractional_bound_takes_the_whole_numbers_within_it() -> None:
+    """mlops.yaml allows `min: 0.5` on an int column; pydantic refuses to build such a field, so the
+    server failed to start with a traceback. An int >= 0.5 is an int >= 1."""
+    model = request_model(Contract("p", "regression", "y", None, [FieldSpec("n", "int", min=0.5, max=9.9)]))
+    assert [row.n for row in model.model_validate_json('{"rows": [{"n": 1}, {"n": 9}]}').rows] == [1, 9]  # type: ignore[attr-defined]
+    for refused in ("0", "10"):
+        with pytest.raises(ValidationError):
+            model.model_validate_json(f'{{"rows": [{{"n": {refused}}}]}}')
