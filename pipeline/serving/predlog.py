@@ -46,8 +46,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 OFF = "off"
-# One queue entry per request: at the server's 2000-row limit this bounds the memory of a stalled log.
+# What may wait for the writer, in requests and in rows: a stalled log drops past either. Rows as
+# the route hands them over hold about 1.2 KB each (the bundled 9 columns), so 10,000 requests of
+# 2000 rows alone would have held 12 GB per worker.
 QUEUE_REQUESTS = 10_000
+QUEUE_ROWS = 200_000
 BATCH_REQUESTS = 500  # requests per transaction at most
 # The writer lets records gather this long before a transaction: at a few thousand requests a second
 # one transaction (and one thread wake-up) per request cost more than the request's own work.
@@ -310,17 +313,18 @@ class PredictionLog:
                  id_column: str | None = None, retention_days: float | None = 30.0,
                  on_written: Callable[[int], None] = lambda n: None,
                  on_dropped: Callable[[str, int], None] = lambda reason, n: None,
-                 queue_size: int = QUEUE_REQUESTS, prune_every: float = PRUNE_EVERY_SECONDS,
+                 queue_size: int = QUEUE_REQUESTS, queue_rows: int = QUEUE_ROWS, prune_every: float = PRUNE_EVERY_SECONDS,
                  linger: float = BATCH_LINGER_SECONDS) -> None:
         self.store = Store(url)
         self.model_version, self.model_digest = model_version, model_digest
         self.id_column = id_column
         self.retention_days = retention_days
         self.on_written, self.on_dropped = on_written, on_dropped
-        self.queue_size, self.prune_every, self.linger = queue_size, prune_every, linger
+        self.queue_size, self.queue_rows, self.prune_every, self.linger = queue_size, queue_rows, prune_every, linger
         self._lock = threading.Lock()
         self._pending: list[Any] = []  # records, with _Flush markers and _STOP among them
         self._queued = 0  # records taken in and not yet written or dropped: the memory bound
+        self._queued_rows = 0  # their rows
         self._wake = threading.Event()  # set when _pending turns non-empty
         self._thread: threading.Thread | None = None
         self._conn: Any = None
@@ -329,12 +333,14 @@ class PredictionLog:
     # route side: never blocks, never raises
     def record(self, record: Record) -> None:
         with self._lock:
-            if self._queued >= self.queue_size:
+            # a request of more rows than the bound (MLOPS_MAX_ROWS raised past it) gets in alone
+            if self._queued >= self.queue_size or (self._queued_rows and self._queued_rows + len(record.rows) > self.queue_rows):
                 full = True
             else:
                 full = False
                 self._pending.append(record)
                 self._queued += 1
+                self._queued_rows += len(record.rows)
                 first = len(self._pending) == 1
         if full:
             self.on_dropped("queue_full", len(record.rows))
@@ -422,6 +428,7 @@ class PredictionLog:
         finally:
             with self._lock:
                 self._queued -= len(batch)
+                self._queued_rows -= sum(len(record.rows) for record in batch)
 
     def _request(self, orjson: Any, record: Record, ids: list[tuple[Any, ...]]) -> tuple[Any, ...]:
         """The `requests` row of one record; appends its `request_ids` rows (none for a single row)

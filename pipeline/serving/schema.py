@@ -36,6 +36,8 @@ def _bounds(spec: FieldSpec) -> dict[str, Any]:
     """`ge`/`le` of a field; for an int field whole numbers (n >= 6.5 is n >= 7: pydantic refuses
     to build an int field with a fractional bound, and mlops.yaml allows one)."""
     low, high = spec.min, spec.max
+    # an open end written as infinity (mlops.yaml `max: .inf`) bounds nothing: every finite number passes
+    low, high = (None if low == -math.inf else low), (None if high == math.inf else high)
     if spec.type == "int":
         low = None if low is None else math.ceil(low)
         high = None if high is None else math.floor(high)
@@ -101,6 +103,8 @@ def feedback_model(contract: Contract, max_rows: int = DEFAULT_MAX_ROWS) -> type
 def _fast_type(spec: FieldSpec) -> Any:
     """The msgspec type of one field, or None when msgspec cannot say exactly what pydantic does."""
     bounds = _bounds(spec)
+    if not all(math.isfinite(bound) for bound in bounds.values()):
+        return None  # msgspec.Meta refuses a bound that is not finite (a NaN, or a closed end at infinity)
     if spec.type == "float":
         return Annotated[float, msgspec.Meta(**bounds)] if bounds else float
     if spec.type == "int":  # 59.0 is refused here (pydantic turns it into 59): the slow path takes it

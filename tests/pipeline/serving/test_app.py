@@ -145,3 +145,24 @@ def test_documented_predict_route_answers_as_the_direct_handler(app, client) -> 
                 assert direct.headers["x-request-id"] == first.pop("request_id")
                 assert routed.headers["x-request-id"] == second.pop("request_id")
             assert first == second
+
+
+@pytest.mark.xfail(strict=True, reason="onnxruntime requests up to INLINE_MAX_ROWS (2000) run on the event loop, "
+                                       "outside MLOPS_PREDICT_TIMEOUT (review4 report)")
+def test_prediction_timeout_bounds_an_onnxruntime_batch(onnx_model_dir, contract) -> None:
+    """README: a prediction over MLOPS_PREDICT_TIMEOUT answers 503. Up to 64 rows onnxruntime ran
+    inline, untimed; since the bound is 2000 rows, a slow ONNX graph on a 100-row batch holds
+    the event loop (and /health with it) for as long as it takes and answers 200."""
+    import time
+
+    from pipeline.serving.app import create_app
+    from pipeline.serving.settings import Settings
+
+    app = create_app(Settings(model_dir=onnx_model_dir, predict_timeout=0.2), contract)
+    with in_thread(app) as slow_client:
+        predictor = app.state.serving.predictor
+        assert predictor.runtime == "onnxruntime"
+        original = predictor.predict_rows
+        predictor.predict_rows = lambda rows: (time.sleep(1), original(rows))[1]  # a graph that is slow
+        response = slow_client.post("/predict", json={"rows": [GOOD_ROW] * 100})
+    assert response.status_code == 503

@@ -109,3 +109,28 @@ def test_what_msgspec_cannot_express_gets_no_fast_decoder() -> None:
     """A category whose allowed values are not all strings: pydantic alone decides."""
     odd = Contract("p", "regression", "y", None, [FieldSpec("k", "category", allowed=["a", 1])])  # type: ignore[list-item]
     assert fast_rows_decoder(odd) is None
+
+
+@pytest.mark.parametrize(("kind", "bound"), [
+    ("float", {"max": float("inf")}), ("float", {"min": float("-inf")}), ("float", {"min": 0.0, "max": float("inf")}),
+    ("int", {"min": 0, "max": float("inf")}), ("int", {"min": float("-inf")}),
+    ("float", {"min": float("inf")}), ("float", {"max": float("nan")})])
+def test_a_bound_at_infinity_serves_as_pydantic_does(kind: str, bound: dict[str, float]) -> None:
+    """mlops.yaml takes `max: .inf` (contract.json carries it as Infinity), which msgspec.Meta
+    refuses: the app could not be created. An open end at infinity bounds nothing (the fast path
+    stays); what msgspec cannot express (a NaN, a closed end at infinity) is left to pydantic."""
+    contract = Contract("p", "regression", "y", None, [FieldSpec("x", kind, **bound)])
+    slow = request_model(contract)
+    fast = fast_rows_decoder(contract)
+    open_ended = all(v in (float("-inf"), float("inf"), 0) for v in bound.values()) and bound.get("min") != float("inf")
+    assert (fast is not None) == open_ended
+    for value in ("1", "-1", "0", "1e300", "1.5"):
+        body = '{"rows": [{"x": ' + value + "}]}"
+        try:
+            accepted = fast(body.encode()) if fast is not None else None
+        except msgspec.MsgspecError:
+            accepted = None
+        if accepted is not None:
+            assert accepted == [row.__dict__ for row in slow.model_validate_json(body).rows]  # type: ignore[attr-defined]
+    if open_ended and fast is not None:
+        assert fast(b'{"rows": [{"x": 1}]}') == [{"x": 1.0 if kind == "float" else 1}]

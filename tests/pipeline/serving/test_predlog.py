@@ -623,3 +623,24 @@ def test_labels_by_id_for_more_ids_than_one_query_takes(tmp_path) -> None:
     finally:
         log.close()
     assert [r["label"] for r in export_rows(url)] == ["female"] * 1200
+
+
+def test_the_queue_bound_counts_rows_so_a_stalled_log_of_big_batches_stays_small(tmp_path) -> None:
+    """10,000 queued requests of 2000 rows each held about 12 GB (1.2 MB of row dicts per request
+    with the bundled contract) per worker while the database stalled: the queue is bounded in
+    rows too, and a batch that would pass the bound is dropped whole and counted."""
+    from pipeline.serving import predlog
+
+    assert predlog.QUEUE_ROWS * 650 < 200e6  # bytes a queued row holds at least (9 columns)
+    dropped: list[tuple[str, int]] = []
+    log = PredictionLog(str(tmp_path / "log.db"), queue_rows=10, on_dropped=lambda reason, n: dropped.append((reason, n)))
+    for n in range(4):  # writer not started: the queue fills
+        log.record(_record(f"r{n}", time.time(), rows=4))
+    log.record(_record("one", time.time(), rows=1))
+    assert dropped == [("queue_full", 4)] * 2
+    log.start()
+    assert log.flush(10)
+    log.record(_record("big", time.time(), rows=12))  # over the bound (MLOPS_MAX_ROWS raised past it): alone, it gets in
+    log.close()
+    assert dropped == [("queue_full", 4)] * 2
+    assert sorted({r["request_id"] for r in export_rows(str(tmp_path / "log.db"))}) == ["big", "one", "r0", "r1"]
