@@ -31,11 +31,9 @@ if TYPE_CHECKING:
 
 ONNX_FILE = "model.onnx"
 ONNX_META = "model.onnx.json"  # {"model_sha256", "onnx_sha256", "classes", "tolerance", ...}
-# Up to this many rows (the default MLOPS_MAX_ROWS) an onnxruntime request runs on the event loop:
-# a few ms at most, while a hop to a worker thread cost 0.35 ms of CPU per 1000-row batch (GIL
-# hand-overs between the loop, the pool and the log's writer); larger ones, and scikit-learn, go to
-# a worker thread under MLOPS_PREDICT_TIMEOUT.
-INLINE_MAX_ROWS = 2000
+# Up to this many rows an onnxruntime request runs on the event loop (well under 1 ms); larger ones,
+# and scikit-learn, go to the worker's prediction thread under MLOPS_PREDICT_TIMEOUT (app.py).
+INLINE_MAX_ROWS = 64
 MISSING_CATEGORY = "nan"  # what skl2onnx names the category NaN (a missing value) became in training
 
 
