@@ -24,6 +24,7 @@ Usage: python benchmarks/serving.py [--model DIR] [--duration 10] [--image REF] 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import re
@@ -158,7 +159,7 @@ def start(kind: str, model: Path, port: int, env: dict[str, str] | None = None, 
     """Start a server; return it and seconds from spawn to ready. `ours` starts as the image does."""
     environ = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
     if kind != "mlflow" and "MLOPS_PREDICTION_LOG" not in environ:  # the log on, in a file of its own (as the image)
-        environ["MLOPS_PREDICTION_LOG"] = str(Path(tempfile.mkdtemp(prefix="predlog-bench-")) / "predictions.db")
+        environ["MLOPS_PREDICTION_LOG"] = str(log_dir() / "predictions.db")
     if kind == "mlflow":
         cmd = [str(BIN / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local", "-h", "127.0.0.1", "-p",
                str(port)]
@@ -171,6 +172,14 @@ def start(kind: str, model: Path, port: int, env: dict[str, str] | None = None, 
     proc = subprocess.Popen(cmd, cwd=cwd, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     return proc, wait_until(probe, 120, proc)
+
+
+def log_dir() -> Path:
+    """A directory for one server's prediction log, removed when the benchmark exits: a run
+    writes several GB of logs (they once filled this machine's disk)."""
+    path = Path(tempfile.mkdtemp(prefix="predlog-bench-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def wait_for_log(log: Path, text: str, count: int, timeout: float = 120) -> None:
