@@ -409,6 +409,7 @@ class PredictionLog:
         return False
 
     def _write(self, batch: list[Record]) -> None:
+        rows = sum(len(record.rows) for record in batch)
         try:
             import orjson
 
@@ -421,14 +422,14 @@ class PredictionLog:
             with self.store.transaction(self._conn) as cur:
                 cur.executemany(INSERT_REQUEST, requests)
                 cur.executemany(INSERT_ID, ids)
-            self.on_written(sum(len(record.rows) for record in batch))
+            self.on_written(rows)
         except Exception:
-            self.on_dropped("write_error", sum(len(record.rows) for record in batch))
+            self.on_dropped("write_error", rows)
             self._disconnect()
         finally:
             with self._lock:
                 self._queued -= len(batch)
-                self._queued_rows -= sum(len(record.rows) for record in batch)
+                self._queued_rows -= rows
 
     def _request(self, orjson: Any, record: Record, ids: list[tuple[Any, ...]]) -> tuple[Any, ...]:
         """The `requests` row of one record; appends its `request_ids` rows (none for a single row)
