@@ -42,6 +42,7 @@ CHALLENGER, STAGING, CHAMPION = "challenger", "staging", "champion"
 ALIASES = (CHALLENGER, STAGING, CHAMPION)
 SETTLE_SECONDS = 1.0
 TIMEOUT_SECONDS = 30.0
+READ_RETRY_SECONDS = (0.2, 0.5)  # pauses before a read answered 5xx is tried again (Client.request)
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
 CONFIG_TYPE = "application/vnd.mlops.model.config.v1+json"
 ANNOTATION = "dev.mlops."  # our manifest annotations: dev.mlops.metrics, dev.mlops.git-sha, ...
@@ -134,12 +135,19 @@ class Client:
         return PipelineError(f"model registry {self.repo} ({ENV}): {what}: {detail}")
 
     def request(self, method: str, url: str, ok: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        """One registry call. A read answered 5xx is tried again after READ_RETRY_SECONDS: the
+        registry's filesystem store answers 500 to a read of a tag another client is writing
+        (seen as two promotions raced), and a read changes nothing."""
         import requests
 
-        try:
-            response = self.oras.do_request(url, method, **kwargs)
-        except (requests.RequestException, ValueError) as exc:
-            raise self.error(f"{method} {url}", exc) from None
+        for pause in (*READ_RETRY_SECONDS, None):
+            try:
+                response = self.oras.do_request(url, method, **kwargs)
+            except (requests.RequestException, ValueError) as exc:
+                raise self.error(f"{method} {url}", exc) from None
+            if pause is None or method not in ("GET", "HEAD") or response.status_code < 500:
+                break
+            time.sleep(pause)
         if response.status_code in (401, 403):
             raise self.error("credentials refused", f"HTTP {response.status_code} for {method} {url}; set "
                              f"{ENV}_USERNAME/{ENV}_PASSWORD or `docker login {self.repo.host}`")
